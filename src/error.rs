@@ -1,0 +1,98 @@
+//! The crate-level error type.
+
+use core::fmt;
+
+/// Everything that can go wrong in `oncewire`, in one flat, `Copy` enum.
+///
+/// Variants say who caused the failure: the **peer** (malformed, forged,
+/// stale or replayed input), the **platform** (RNG, storage, signer), or the
+/// **caller** (buffer too small, key exhausted). Every authentication failure
+/// (AEAD tag, signature, MAC) is the single opaque [`Error::Authentication`],
+/// so that an attacker learns nothing about which check failed.
+///
+/// Input that produces any of these errors changes no protocol state: replay
+/// windows, counters and keys are exactly as they were before the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// Peer: the input ended before a complete header, field or frame.
+    Truncated,
+    /// Peer: bytes remain after a complete frame or control message.
+    TrailingBytes,
+    /// Peer: the version byte names a protocol version this build does not speak.
+    UnsupportedVersion(u8),
+    /// Peer: the frame type byte is not defined by the spec.
+    UnknownFrameType(u8),
+    /// Peer: a header field holds a value the spec forbids (reserved byte,
+    /// nonce strategy that does not fit the frame type, non-zero nonce padding).
+    Malformed,
+    /// Peer: the frame is well formed but not what this receiver accepts here
+    /// (another frame type or nonce strategy).
+    UnexpectedFrame,
+    /// Peer: the key or session id in the header is not the one this receiver holds.
+    UnknownKey,
+    /// Peer: authentication failed (AEAD tag, signature or MAC). Deliberately opaque.
+    Authentication,
+    /// Peer: this frame (sequence number or nonce) was already accepted.
+    Replay,
+    /// Peer: the frame is older than the freshness window, behind the replay
+    /// window, or at or below the replay floor (after a restart or ring pressure).
+    Stale,
+    /// Peer: the frame's timestamp is further in the future than the allowed skew.
+    FromFuture,
+    /// Peer: a control message or snapshot failed to decode.
+    Decode,
+    /// Caller: the output buffer is too small for the frame or message.
+    BufferTooSmall,
+    /// Caller: the payload is larger than the wire format allows.
+    PayloadTooLarge,
+    /// Caller: the key reached its invocation or sequence limit. Rekey now;
+    /// nothing was sealed.
+    KeyExhausted,
+    /// Caller: a snapshot is older than the trusted epoch (rollback refused).
+    Rollback,
+    /// Caller or peer: key material is invalid (not a curve point, zero scalar).
+    InvalidKey,
+    /// Caller: a value could not be encoded (output buffer too small for postcard).
+    Encode,
+    /// Platform: the random number generator failed.
+    Rng,
+    /// Platform: persistent storage (a `CounterStore`) failed.
+    Storage,
+    /// Platform: the device signer (secure hardware) failed.
+    Signer,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Truncated => f.write_str("input truncated"),
+            Error::TrailingBytes => f.write_str("trailing bytes after message"),
+            Error::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
+            Error::UnknownFrameType(t) => write!(f, "unknown frame type {t:#04x}"),
+            Error::Malformed => f.write_str("malformed header field"),
+            Error::UnexpectedFrame => f.write_str("unexpected frame type or nonce strategy"),
+            Error::UnknownKey => f.write_str("unknown key or session id"),
+            Error::Authentication => f.write_str("authentication failed"),
+            Error::Replay => f.write_str("replayed frame"),
+            Error::Stale => f.write_str("stale frame"),
+            Error::FromFuture => f.write_str("timestamp too far in the future"),
+            Error::Decode => f.write_str("decode failed"),
+            Error::BufferTooSmall => f.write_str("buffer too small"),
+            Error::PayloadTooLarge => f.write_str("payload too large"),
+            Error::KeyExhausted => f.write_str("key exhausted: rekey required"),
+            Error::Rollback => f.write_str("snapshot older than trusted epoch"),
+            Error::InvalidKey => f.write_str("invalid key material"),
+            Error::Encode => f.write_str("encode failed"),
+            Error::Rng => f.write_str("random number generator failed"),
+            Error::Storage => f.write_str("persistent storage failed"),
+            Error::Signer => f.write_str("device signer failed"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Shorthand for `Result<T, oncewire::Error>`.
+pub type Result<T> = core::result::Result<T, Error>;

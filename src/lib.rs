@@ -1,0 +1,25 @@
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod audit;
+pub mod clock;
+pub mod error;
+pub mod provider;
+pub mod record;
+pub mod replay;
+pub mod rng;
+pub mod secret;
+pub mod wire;
+
+pub use audit::Audit;
+pub use clock::Clock;
+pub use error::{Error, Result};
+pub use provider::{CryptoProvider, RustCrypto};
+pub use record::{CounterReceiver, CounterSender, OneShotReceiver, OneShotSender, Opened};
+pub use secret::Secret;

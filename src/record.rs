@@ -1,0 +1,510 @@
+//! The record layer (DESIGN C2, C3, C4): sealing and opening v1 frames with
+//! either nonce strategy, with replay protection committed only after the
+//! tag verifies.
+//!
+//! - [`CounterSender`] / [`CounterReceiver`]: one direction of a session.
+//!   Nonce = per-direction IV XOR the 64-bit sequence number; no RNG per
+//!   message. The receiver keeps a [`CounterWindow`].
+//! - [`OneShotSender`] / [`OneShotReceiver`]: one-shot messages under a
+//!   long-lived key with 96-bit random nonces, an enforced per-key
+//!   invocation cap, and a [`NonceRing`] plus freshness window on receipt.
+//!
+//! Buffers are the caller's: the payload sits at `buf[HEADER_LEN..]`, the
+//! header is written in front and the tag after it, in place. Size buffers
+//! with [`crate::wire::buffer_len`].
+//!
+//! # Receive order
+//! parse (strict) → type and key id → timestamp floor and freshness →
+//! replay check (pure) → AEAD open (tag first, in constant time) → commit.
+//! Any failure leaves the buffer and the replay state unchanged; only the
+//! [`Audit`] counters move.
+
+use crate::audit::Audit;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::provider::{AeadCipher, CryptoProvider, NONCE_LEN, RustCrypto, TAG_LEN, fill_random};
+use crate::replay::{Commit, CounterWindow, Freshness, NonceRing, TimeFloor};
+use crate::secret::Secret;
+use crate::wire::{Frame, FrameType, HEADER_LEN, Header, KEY_ID_LEN, MAX_PAYLOAD_LEN, NonceField, buffer_len};
+
+/// The NIST SP 800-38D limit on invocations of one key with random 96-bit nonces.
+pub const RANDOM_NONCE_MAX_INVOCATIONS: u64 = 1 << 32;
+
+/// An opened frame: its authenticated header and the plaintext, in place.
+#[derive(Debug)]
+pub struct Opened<'a> {
+    /// The authenticated header.
+    pub header: Header,
+    /// The plaintext, inside the caller's buffer.
+    pub payload: &'a mut [u8],
+}
+
+/// Nonce for the counter strategy: IV XOR (0⁴ ‖ seq), as in TLS 1.3 §5.3.
+#[inline]
+pub fn counter_nonce(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
+    let mut n = *iv;
+    let [_, _, _, _, tail @ ..] = &mut n;
+    for (t, s) in tail.iter_mut().zip(seq.to_be_bytes()) {
+        *t ^= s;
+    }
+    n
+}
+
+/// Writes the header, seals `buf[HEADER_LEN..HEADER_LEN + payload_len]` in
+/// place and appends the tag. Returns the frame length.
+fn seal_frame<A: AeadCipher>(cipher: &A, header: &Header, nonce: &[u8; NONCE_LEN], buf: &mut [u8]) -> Result<usize> {
+    let payload_len = header.payload_len as usize;
+    let total = buffer_len(payload_len);
+    let frame = buf.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+    let (head, rest) = frame.split_at_mut(HEADER_LEN);
+    let head: &mut [u8; HEADER_LEN] = head.try_into().map_err(|_| Error::BufferTooSmall)?;
+    header.emit(head)?;
+    let (body, tag_slot) = rest.split_at_mut(payload_len);
+    let tag = cipher.seal_detached(nonce, head, body)?;
+    tag_slot.copy_from_slice(&tag);
+    Ok(total)
+}
+
+/// Builds a header for a payload, checking its length.
+fn header_for(frame_type: FrameType, key_id: [u8; KEY_ID_LEN], nonce: NonceField, now: u64, payload_len: usize, buf_len: usize) -> Result<Header> {
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(Error::PayloadTooLarge);
+    }
+    if buf_len < buffer_len(payload_len) {
+        return Err(Error::BufferTooSmall);
+    }
+    // payload_len <= 2^24, so it fits a u32.
+    let payload_len = u32::try_from(payload_len).map_err(|_| Error::PayloadTooLarge)?;
+    Ok(Header { frame_type, key_id, nonce, timestamp_ms: now, payload_len })
+}
+
+/// Copies `payload` into `out` at the payload offset.
+fn stage(payload: &[u8], out: &mut [u8]) -> Result<()> {
+    let end = HEADER_LEN.checked_add(payload.len()).ok_or(Error::PayloadTooLarge)?;
+    out.get_mut(HEADER_LEN..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(payload);
+    Ok(())
+}
+
+/// Parses `buf` as exactly one frame of `expected` type for `key_id`.
+fn parse_for(buf: &[u8], expected: FrameType, key_id: &[u8; KEY_ID_LEN]) -> Result<Header> {
+    let frame = Frame::new_checked(buf)?;
+    let h = *frame.header();
+    if h.frame_type != expected {
+        return Err(Error::UnexpectedFrame);
+    }
+    if h.key_id != *key_id {
+        return Err(Error::UnknownKey);
+    }
+    Ok(h)
+}
+
+/// Verifies and decrypts a parsed frame in place. Leaves `buf` unchanged on error.
+fn open_frame<'a, A: AeadCipher>(cipher: &A, header: Header, nonce: &[u8; NONCE_LEN], buf: &'a mut [u8]) -> Result<Opened<'a>> {
+    let payload_len = header.payload_len as usize;
+    let (head, rest) = buf.split_at_mut(HEADER_LEN.min(buf.len()));
+    let (body, tag) = rest.split_at_mut(payload_len.min(rest.len()));
+    let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::Truncated)?;
+    cipher.open_detached(nonce, head, body, tag)?;
+    Ok(Opened { header, payload: body })
+}
+
+// ---------------------------------------------------------------------------
+// Counter strategy
+// ---------------------------------------------------------------------------
+
+/// The sending half of one session direction (counter nonces).
+pub struct CounterSender<P: CryptoProvider = RustCrypto> {
+    cipher: P::Aes256Gcm,
+    iv: Secret<NONCE_LEN>,
+    session_id: [u8; KEY_ID_LEN],
+    next_seq: u64,
+    limit: u64,
+}
+
+impl<P: CryptoProvider> core::fmt::Debug for CounterSender<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CounterSender")
+            .field("session_id", &self.session_id)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: CryptoProvider> CounterSender<P> {
+    /// A sender starting at sequence number `first_seq`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] if the provider rejects the key.
+    pub fn new(key: &Secret<32>, iv: Secret<NONCE_LEN>, session_id: [u8; KEY_ID_LEN], first_seq: u64) -> Result<Self> {
+        Ok(Self { cipher: P::Aes256Gcm::new(key.expose())?, iv, session_id, next_seq: first_seq, limit: u64::MAX })
+    }
+
+    /// Lowers the last usable sequence number (exclusive): sealing at
+    /// `limit` fails with [`Error::KeyExhausted`]. Used for AEAD usage
+    /// limits and for counter reservations.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// The sequence number the next frame will carry.
+    pub const fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The session id written into every header.
+    pub const fn session_id(&self) -> &[u8; KEY_ID_LEN] {
+        &self.session_id
+    }
+
+    /// Seals `buf[HEADER_LEN..HEADER_LEN + payload_len]` in place, writing
+    /// the header before it and the tag after it. Returns the frame length.
+    ///
+    /// # Errors
+    /// [`Error::PayloadTooLarge`], [`Error::BufferTooSmall`], or
+    /// [`Error::KeyExhausted`] when the sequence reaches its limit. Nothing
+    /// is consumed on error.
+    pub fn seal_in_place(&mut self, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        let seq = self.next_seq;
+        if seq >= self.limit {
+            return Err(Error::KeyExhausted);
+        }
+        let header = header_for(FrameType::Record, self.session_id, NonceField::Counter(seq), clock.now_ms(), payload_len, buf.len())?;
+        let n = seal_frame(&self.cipher, &header, &counter_nonce(self.iv.expose(), seq), buf)?;
+        // seq < limit <= u64::MAX, so this cannot overflow.
+        self.next_seq = seq.saturating_add(1);
+        Ok(n)
+    }
+
+    /// Copies `payload` into `out` and seals it there. Returns the frame length.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`].
+    pub fn seal(&mut self, clock: &impl Clock, payload: &[u8], out: &mut [u8]) -> Result<usize> {
+        header_for(FrameType::Record, self.session_id, NonceField::Counter(0), 0, payload.len(), out.len())?;
+        stage(payload, out)?;
+        self.seal_in_place(clock, out, payload.len())
+    }
+}
+
+/// The receiving half of one session direction, with a [`CounterWindow`] of
+/// `W` words (`(W − 1) × 64` sequence numbers).
+pub struct CounterReceiver<P: CryptoProvider = RustCrypto, const W: usize = 32> {
+    cipher: P::Aes256Gcm,
+    iv: Secret<NONCE_LEN>,
+    session_id: [u8; KEY_ID_LEN],
+    window: CounterWindow<W>,
+    floor: TimeFloor,
+    freshness: Option<Freshness>,
+    audit: Audit,
+}
+
+impl<P: CryptoProvider, const W: usize> core::fmt::Debug for CounterReceiver<P, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CounterReceiver")
+            .field("session_id", &self.session_id)
+            .field("window_top", &self.window.top())
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
+    /// A receiver with an empty window and no timestamp check.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] if the provider rejects the key.
+    pub fn new(key: &Secret<32>, iv: Secret<NONCE_LEN>, session_id: [u8; KEY_ID_LEN]) -> Result<Self> {
+        Ok(Self {
+            cipher: P::Aes256Gcm::new(key.expose())?,
+            iv,
+            session_id,
+            window: CounterWindow::new(),
+            floor: TimeFloor::NONE,
+            freshness: None,
+            audit: Audit::new(),
+        })
+    }
+
+    /// Also checks each frame's timestamp against `freshness`.
+    #[must_use]
+    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = Some(freshness);
+        self
+    }
+
+    /// Replaces the replay state: a restored snapshot, or a restart floor
+    /// when the window could not be restored.
+    #[must_use]
+    pub fn with_replay_state(mut self, window: CounterWindow<W>, floor: TimeFloor) -> Self {
+        self.window = window;
+        self.floor = floor;
+        self
+    }
+
+    /// The replay window (for snapshots and equality checks).
+    pub const fn window(&self) -> &CounterWindow<W> {
+        &self.window
+    }
+
+    /// The timestamp floor.
+    pub const fn floor(&self) -> TimeFloor {
+        self.floor
+    }
+
+    /// The audit counters.
+    pub const fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// The session id this receiver accepts.
+    pub const fn session_id(&self) -> &[u8; KEY_ID_LEN] {
+        &self.session_id
+    }
+
+    /// Checks everything but the tag. Pure.
+    fn precheck(&self, buf: &[u8], now: u64) -> Result<(Header, u64)> {
+        let h = parse_for(buf, FrameType::Record, &self.session_id)?;
+        let NonceField::Counter(seq) = h.nonce else {
+            return Err(Error::Malformed);
+        };
+        self.floor.check(h.timestamp_ms)?;
+        if let Some(f) = &self.freshness {
+            f.check(h.timestamp_ms, now)?;
+        }
+        self.window.check(seq)?;
+        Ok((h, seq))
+    }
+
+    /// Opens one frame in place. `frame` must hold exactly one frame.
+    ///
+    /// # Errors
+    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`],
+    /// [`Error::Stale`], [`Error::FromFuture`], [`Error::Replay`],
+    /// [`Error::Authentication`]. On any error `frame` and the replay state
+    /// are unchanged.
+    pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Opened<'a>> {
+        let r = self.precheck(frame, clock.now_ms()).and_then(|(h, seq)| {
+            let opened = open_frame(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), frame)?;
+            Ok((opened, seq))
+        });
+        match r {
+            Ok((opened, seq)) => {
+                self.window.commit(seq);
+                self.audit.accept();
+                Ok(opened)
+            }
+            Err(e) => {
+                self.audit.record(e);
+                Err(e)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Random strategy
+// ---------------------------------------------------------------------------
+
+/// Seals one-shot frames under a long-lived key with random 96-bit nonces
+/// and an enforced invocation cap.
+pub struct OneShotSender<P: CryptoProvider = RustCrypto> {
+    cipher: P::Aes256Gcm,
+    key_id: [u8; KEY_ID_LEN],
+    used: u64,
+    cap: u64,
+}
+
+impl<P: CryptoProvider> core::fmt::Debug for OneShotSender<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OneShotSender")
+            .field("key_id", &self.key_id)
+            .field("used", &self.used)
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: CryptoProvider> OneShotSender<P> {
+    /// A sender with the default cap of 2³² invocations, of which `used`
+    /// were already spent (persist it across restarts).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] if the provider rejects the key.
+    pub fn new(key: &Secret<32>, key_id: [u8; KEY_ID_LEN], used: u64) -> Result<Self> {
+        Ok(Self { cipher: P::Aes256Gcm::new(key.expose())?, key_id, used, cap: RANDOM_NONCE_MAX_INVOCATIONS })
+    }
+
+    /// Lowers the invocation cap. Values above 2³² are clamped to 2³².
+    #[must_use]
+    pub fn with_cap(mut self, cap: u64) -> Self {
+        self.cap = cap.min(RANDOM_NONCE_MAX_INVOCATIONS);
+        self
+    }
+
+    /// Invocations spent so far.
+    pub const fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Invocations left before [`Error::KeyExhausted`].
+    pub const fn remaining(&self) -> u64 {
+        self.cap.saturating_sub(self.used)
+    }
+
+    /// Seals `buf[HEADER_LEN..HEADER_LEN + payload_len]` in place under a
+    /// fresh random nonce. Returns the frame length.
+    ///
+    /// # Errors
+    /// [`Error::KeyExhausted`] at the cap (rekey), [`Error::Rng`] if the RNG
+    /// fails, [`Error::PayloadTooLarge`], [`Error::BufferTooSmall`]. Nothing
+    /// is consumed on error.
+    pub fn seal_in_place<R: rand_core::TryCryptoRng + ?Sized>(&mut self, rng: &mut R, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        if self.used >= self.cap {
+            return Err(Error::KeyExhausted);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        let header = header_for(FrameType::Sealed, self.key_id, NonceField::Random(nonce), clock.now_ms(), payload_len, buf.len())?;
+        fill_random(rng, &mut nonce)?;
+        let header = Header { nonce: NonceField::Random(nonce), ..header };
+        let n = seal_frame(&self.cipher, &header, &nonce, buf)?;
+        self.used = self.used.saturating_add(1);
+        Ok(n)
+    }
+
+    /// Copies `payload` into `out` and seals it there.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`].
+    pub fn seal<R: rand_core::TryCryptoRng + ?Sized>(&mut self, rng: &mut R, clock: &impl Clock, payload: &[u8], out: &mut [u8]) -> Result<usize> {
+        header_for(FrameType::Sealed, self.key_id, NonceField::Random([0; NONCE_LEN]), 0, payload.len(), out.len())?;
+        stage(payload, out)?;
+        self.seal_in_place(rng, clock, out, payload.len())
+    }
+}
+
+/// Opens one-shot frames, with a [`NonceRing`] of `N` nonces and a
+/// freshness window.
+pub struct OneShotReceiver<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
+    cipher: P::Aes256Gcm,
+    key_id: [u8; KEY_ID_LEN],
+    ring: NonceRing<N>,
+    audit: Audit,
+}
+
+impl<P: CryptoProvider, const N: usize> core::fmt::Debug for OneShotReceiver<P, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OneShotReceiver")
+            .field("key_id", &self.key_id)
+            .field("held", &self.ring.len())
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
+    /// A receiver with the given ring (new, restored, or after a restart).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] if the provider rejects the key.
+    pub fn new(key: &Secret<32>, key_id: [u8; KEY_ID_LEN], ring: NonceRing<N>) -> Result<Self> {
+        Ok(Self { cipher: P::Aes256Gcm::new(key.expose())?, key_id, ring, audit: Audit::new() })
+    }
+
+    /// The replay state.
+    pub const fn ring(&self) -> &NonceRing<N> {
+        &self.ring
+    }
+
+    /// The audit counters.
+    pub const fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    fn precheck(&self, buf: &[u8], now: u64) -> Result<(Header, [u8; NONCE_LEN])> {
+        let h = parse_for(buf, FrameType::Sealed, &self.key_id)?;
+        let NonceField::Random(nonce) = h.nonce else {
+            return Err(Error::Malformed);
+        };
+        self.ring.check(&nonce, h.timestamp_ms, now)?;
+        Ok((h, nonce))
+    }
+
+    /// Opens one frame in place. `frame` must hold exactly one frame.
+    ///
+    /// # Errors
+    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`],
+    /// [`Error::Stale`], [`Error::FromFuture`], [`Error::Replay`],
+    /// [`Error::Authentication`]. On any error `frame` and the ring are unchanged.
+    pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Opened<'a>> {
+        let now = clock.now_ms();
+        let r = self.precheck(frame, now).and_then(|(h, nonce)| Ok((open_frame(&self.cipher, h, &nonce, frame)?, nonce)));
+        match r {
+            Ok((opened, nonce)) => {
+                if self.ring.commit(&nonce, opened.header.timestamp_ms, now) == Some(Commit::EvictedFresh) {
+                    self.audit.pressure();
+                }
+                self.audit.accept();
+                Ok(opened)
+            }
+            Err(e) => {
+                self.audit.record(e);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn counter_nonce_xors_the_tail() {
+        let iv = [0xffu8; 12];
+        let n = counter_nonce(&iv, 0x0102_0304_0506_0708);
+        assert_eq!(n, [0xff, 0xff, 0xff, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8, 0xf7]);
+    }
+
+    #[test]
+    fn counter_exhaustion_is_an_error_not_a_wrap() {
+        let key = Secret::new([1u8; 32]);
+        let clock = ManualClock::new(5);
+        let mut tx = CounterSender::<RustCrypto>::new(&key, Secret::new([2; 12]), [3; 8], u64::MAX - 1).unwrap();
+        let mut buf = [0u8; 64];
+        tx.seal(&clock, b"x", &mut buf).unwrap();
+        assert_eq!(tx.seal(&clock, b"x", &mut buf), Err(Error::KeyExhausted));
+        assert_eq!(tx.next_seq(), u64::MAX);
+    }
+
+    #[test]
+    fn random_cap_is_enforced() {
+        struct Counting(u8);
+        impl rand_core::TryRng for Counting {
+            type Error = core::convert::Infallible;
+            fn try_next_u32(&mut self) -> core::result::Result<u32, Self::Error> {
+                Ok(0)
+            }
+            fn try_next_u64(&mut self) -> core::result::Result<u64, Self::Error> {
+                Ok(0)
+            }
+            fn try_fill_bytes(&mut self, dst: &mut [u8]) -> core::result::Result<(), Self::Error> {
+                self.0 = self.0.wrapping_add(1);
+                dst.fill(self.0);
+                Ok(())
+            }
+        }
+        impl rand_core::TryCryptoRng for Counting {}
+        let key = Secret::new([1u8; 32]);
+        let clock = ManualClock::new(5);
+        let mut tx = OneShotSender::<RustCrypto>::new(&key, [3; 8], 0).unwrap().with_cap(2);
+        let mut buf = [0u8; 64];
+        let mut rng = Counting(0);
+        tx.seal(&mut rng, &clock, b"a", &mut buf).unwrap();
+        tx.seal(&mut rng, &clock, b"b", &mut buf).unwrap();
+        assert_eq!(tx.seal(&mut rng, &clock, b"c", &mut buf), Err(Error::KeyExhausted));
+        assert_eq!(tx.remaining(), 0);
+        let tx = OneShotSender::<RustCrypto>::new(&key, [3; 8], 0).unwrap().with_cap(u64::MAX);
+        assert_eq!(tx.remaining(), 1 << 32);
+    }
+}

@@ -1,0 +1,372 @@
+//! Wire format v1 (DESIGN C1, `SPEC.md` §2).
+//!
+//! A sealed frame is `header ‖ ciphertext ‖ tag`. The 36-byte header has a
+//! fixed layout and is the AEAD associated data, taken as the exact bytes
+//! received:
+//!
+//! ```text
+//!  0      1      2        3         4            12          24          32       36
+//! +------+------+--------+---------+------------+-----------+-----------+--------+
+//! | ver  | type | nonce  | reserved| key / sess | nonce     | timestamp | length |
+//! | 0x01 |      | strat. | 0x00    | id (8)     | field (12)| ms BE (8) | BE (4) |
+//! +------+------+--------+---------+------------+-----------+-----------+--------+
+//! ```
+//!
+//! Two layers, as in smoltcp: [`Frame`] is a zero-copy view over a buffer
+//! with field accessors, [`Header`] is the small parsed representation with
+//! [`Header::parse`] and [`Header::emit`].
+//!
+//! # No-panic contract
+//! Every function here takes arbitrary bytes and returns a typed error; none
+//! indexes out of bounds or overflows, for any input.
+
+use crate::error::{Error, Result};
+use crate::provider::{NONCE_LEN, TAG_LEN};
+
+/// The only protocol version this build speaks.
+pub const VERSION: u8 = 0x01;
+/// Length of the fixed header in bytes.
+pub const HEADER_LEN: usize = 36;
+/// Bytes a sealed frame adds to its payload: header plus tag.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// The largest payload a v1 frame may carry (16 MiB). Larger payloads use the
+/// chunked file API.
+pub const MAX_PAYLOAD_LEN: usize = 1 << 24;
+/// Length of the key or session id.
+pub const KEY_ID_LEN: usize = 8;
+
+/// Byte ranges of the header fields.
+pub mod field {
+    use core::ops::Range;
+    /// Protocol version.
+    pub const VERSION: usize = 0;
+    /// Frame type.
+    pub const FRAME_TYPE: usize = 1;
+    /// Nonce strategy.
+    pub const NONCE_STRATEGY: usize = 2;
+    /// Reserved, must be zero.
+    pub const RESERVED: usize = 3;
+    /// Key or session id.
+    pub const KEY_ID: Range<usize> = 4..12;
+    /// Nonce field: `0⁴ ‖ seq` (counter) or 12 random bytes.
+    pub const NONCE: Range<usize> = 12..24;
+    /// Sender timestamp, Unix milliseconds, big-endian.
+    pub const TIMESTAMP: Range<usize> = 24..32;
+    /// Payload (ciphertext) length, big-endian.
+    pub const LENGTH: Range<usize> = 32..36;
+}
+
+/// What a frame carries. Each type fixes its nonce strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum FrameType {
+    /// Session record: counter nonce, replay-checked by a [`crate::replay::CounterWindow`].
+    Record = 0x01,
+    /// One-shot sealed message: random nonce, replay-checked by a [`crate::replay::NonceRing`].
+    Sealed = 0x02,
+}
+
+impl FrameType {
+    /// Decodes the type byte.
+    ///
+    /// # Errors
+    /// [`Error::UnknownFrameType`] for any byte the spec does not define.
+    pub const fn from_u8(b: u8) -> Result<Self> {
+        match b {
+            0x01 => Ok(Self::Record),
+            0x02 => Ok(Self::Sealed),
+            other => Err(Error::UnknownFrameType(other)),
+        }
+    }
+
+    /// The nonce strategy this frame type requires.
+    pub const fn nonce_strategy(self) -> NonceStrategy {
+        match self {
+            Self::Record => NonceStrategy::Counter,
+            Self::Sealed => NonceStrategy::Random,
+        }
+    }
+}
+
+/// How the frame's AEAD nonce is formed (DESIGN C3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum NonceStrategy {
+    /// Nonce = per-direction IV XOR the 64-bit sequence number.
+    Counter = 0x01,
+    /// Nonce = 96 random bits carried in the header.
+    Random = 0x02,
+}
+
+/// The nonce field of a header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum NonceField {
+    /// A 64-bit sequence number, encoded as four zero bytes then the number big-endian.
+    Counter(u64),
+    /// 96 random bits.
+    Random([u8; NONCE_LEN]),
+}
+
+impl NonceField {
+    /// The strategy this field belongs to.
+    pub const fn strategy(&self) -> NonceStrategy {
+        match self {
+            Self::Counter(_) => NonceStrategy::Counter,
+            Self::Random(_) => NonceStrategy::Random,
+        }
+    }
+
+    /// The 12 bytes as they appear in the header.
+    pub fn to_bytes(&self) -> [u8; NONCE_LEN] {
+        match self {
+            Self::Counter(seq) => {
+                let mut out = [0u8; NONCE_LEN];
+                let [_, _, _, _, rest @ ..] = &mut out;
+                *rest = seq.to_be_bytes();
+                out
+            }
+            Self::Random(n) => *n,
+        }
+    }
+}
+
+/// The parsed header (the "Repr").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header {
+    /// What the frame carries.
+    pub frame_type: FrameType,
+    /// Key id (one-shot frames) or session id (records).
+    pub key_id: [u8; KEY_ID_LEN],
+    /// Sequence number or random nonce.
+    pub nonce: NonceField,
+    /// Sender's clock, Unix milliseconds.
+    pub timestamp_ms: u64,
+    /// Ciphertext length in bytes (the tag is not counted).
+    pub payload_len: u32,
+}
+
+impl Header {
+    /// Parses a header from exactly [`HEADER_LEN`] bytes, strictly.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedVersion`], [`Error::UnknownFrameType`],
+    /// [`Error::Malformed`] (reserved byte, strategy not matching the type,
+    /// counter padding not zero), [`Error::PayloadTooLarge`].
+    pub fn parse(bytes: &[u8; HEADER_LEN]) -> Result<Self> {
+        let [ver, ty, strategy, reserved, ..] = *bytes;
+        if ver != VERSION {
+            return Err(Error::UnsupportedVersion(ver));
+        }
+        let frame_type = FrameType::from_u8(ty)?;
+        if reserved != 0 {
+            return Err(Error::Malformed);
+        }
+        if strategy != frame_type.nonce_strategy() as u8 {
+            return Err(Error::Malformed);
+        }
+        let key_id: [u8; KEY_ID_LEN] = take(bytes, field::KEY_ID)?;
+        let nonce_bytes: [u8; NONCE_LEN] = take(bytes, field::NONCE)?;
+        let nonce = match frame_type.nonce_strategy() {
+            NonceStrategy::Counter => {
+                let [a, b, c, d, seq @ ..] = nonce_bytes;
+                if a | b | c | d != 0 {
+                    return Err(Error::Malformed);
+                }
+                NonceField::Counter(u64::from_be_bytes(seq))
+            }
+            NonceStrategy::Random => NonceField::Random(nonce_bytes),
+        };
+        let timestamp_ms = u64::from_be_bytes(take(bytes, field::TIMESTAMP)?);
+        let payload_len = u32::from_be_bytes(take(bytes, field::LENGTH)?);
+        if payload_len as usize > MAX_PAYLOAD_LEN {
+            return Err(Error::PayloadTooLarge);
+        }
+        Ok(Self { frame_type, key_id, nonce, timestamp_ms, payload_len })
+    }
+
+    /// Writes every header byte.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] if the nonce field does not fit the frame type,
+    /// [`Error::PayloadTooLarge`] if `payload_len` exceeds [`MAX_PAYLOAD_LEN`].
+    pub fn emit(&self, out: &mut [u8; HEADER_LEN]) -> Result<()> {
+        if self.nonce.strategy() != self.frame_type.nonce_strategy() {
+            return Err(Error::Malformed);
+        }
+        if self.payload_len as usize > MAX_PAYLOAD_LEN {
+            return Err(Error::PayloadTooLarge);
+        }
+        let (head, rest) = out.split_at_mut(field::KEY_ID.start);
+        head.copy_from_slice(&[VERSION, self.frame_type as u8, self.nonce.strategy() as u8, 0]);
+        let (key_id, rest) = rest.split_at_mut(KEY_ID_LEN);
+        key_id.copy_from_slice(&self.key_id);
+        let (nonce, rest) = rest.split_at_mut(NONCE_LEN);
+        nonce.copy_from_slice(&self.nonce.to_bytes());
+        let (ts, len) = rest.split_at_mut(8);
+        ts.copy_from_slice(&self.timestamp_ms.to_be_bytes());
+        len.copy_from_slice(&self.payload_len.to_be_bytes());
+        Ok(())
+    }
+
+    /// The total frame length this header announces: header, payload, tag.
+    pub const fn frame_len(&self) -> usize {
+        buffer_len(self.payload_len as usize)
+    }
+}
+
+fn take<const N: usize>(bytes: &[u8; HEADER_LEN], range: core::ops::Range<usize>) -> Result<[u8; N]> {
+    bytes.get(range).and_then(|s| s.try_into().ok()).ok_or(Error::Truncated)
+}
+
+/// Buffer size for a frame carrying `payload_len` bytes: `payload_len + OVERHEAD`.
+/// Saturates instead of overflowing; lengths above [`MAX_PAYLOAD_LEN`] are
+/// rejected by every sealing function anyway.
+pub const fn buffer_len(payload_len: usize) -> usize {
+    payload_len.saturating_add(OVERHEAD)
+}
+
+/// A zero-copy view of a complete frame, checked on construction.
+///
+/// After [`Frame::new_checked`] succeeds, the buffer is exactly one frame:
+/// the header parses, and `HEADER_LEN + payload_len + TAG_LEN` equals the
+/// buffer length. No trailing bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<T> {
+    buf: T,
+    header: Header,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Checks the whole buffer and wraps it.
+    ///
+    /// # Errors
+    /// Everything [`Header::parse`] returns, [`Error::Truncated`] if the
+    /// buffer is shorter than the header announces, and
+    /// [`Error::TrailingBytes`] if it is longer.
+    pub fn new_checked(buf: T) -> Result<Self> {
+        let bytes = buf.as_ref();
+        let header_bytes: &[u8; HEADER_LEN] = bytes
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(Error::Truncated)?;
+        let header = Header::parse(header_bytes)?;
+        let want = header.frame_len();
+        match bytes.len().cmp(&want) {
+            core::cmp::Ordering::Less => Err(Error::Truncated),
+            core::cmp::Ordering::Greater => Err(Error::TrailingBytes),
+            core::cmp::Ordering::Equal => Ok(Self { buf, header }),
+        }
+    }
+
+    /// The parsed header.
+    pub const fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The header exactly as received (the AEAD associated data).
+    pub fn header_bytes(&self) -> &[u8] {
+        self.buf.as_ref().get(..HEADER_LEN).unwrap_or_default()
+    }
+
+    /// The ciphertext.
+    pub fn payload(&self) -> &[u8] {
+        let end = HEADER_LEN.saturating_add(self.header.payload_len as usize);
+        self.buf.as_ref().get(HEADER_LEN..end).unwrap_or_default()
+    }
+
+    /// The tag.
+    pub fn tag(&self) -> [u8; TAG_LEN] {
+        let bytes = self.buf.as_ref();
+        let start = bytes.len().saturating_sub(TAG_LEN);
+        bytes.get(start..).and_then(|t| t.try_into().ok()).unwrap_or([0u8; TAG_LEN])
+    }
+
+    /// Gives the buffer back.
+    pub fn into_inner(self) -> T {
+        self.buf
+    }
+}
+
+impl<T: AsMut<[u8]> + AsRef<[u8]>> Frame<T> {
+    /// Splits into `(header bytes, ciphertext, tag)` with the ciphertext
+    /// mutable, for in-place decryption.
+    pub fn split_mut(&mut self) -> (&[u8], &mut [u8], [u8; TAG_LEN]) {
+        let tag = self.tag();
+        let payload_len = self.header.payload_len as usize;
+        let buf = self.buf.as_mut();
+        let (header, rest) = buf.split_at_mut(HEADER_LEN.min(buf.len()));
+        let body_len = payload_len.min(rest.len());
+        let (body, _) = rest.split_at_mut(body_len);
+        (header, body, tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        Header {
+            frame_type: FrameType::Record,
+            key_id: *b"SESSION1",
+            nonce: NonceField::Counter(0x0102_0304_0506_0708),
+            timestamp_ms: 1_700_000_000_000,
+            payload_len: 5,
+        }
+    }
+
+    #[test]
+    fn emit_writes_every_byte_and_round_trips() {
+        let mut out = [0xa5u8; HEADER_LEN];
+        sample().emit(&mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                0x01, 0x01, 0x01, 0x00, b'S', b'E', b'S', b'S', b'I', b'O', b'N', b'1', 0, 0, 0, 0, 1, 2, 3, 4, 5, 6,
+                7, 8, 0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00, 0, 0, 0, 5
+            ]
+        );
+        assert_eq!(Header::parse(&out).unwrap(), sample());
+    }
+
+    #[test]
+    fn strict_parse() {
+        let mut good = [0u8; HEADER_LEN];
+        sample().emit(&mut good).unwrap();
+        let mut b = good;
+        b[0] = 2;
+        assert_eq!(Header::parse(&b), Err(Error::UnsupportedVersion(2)));
+        let mut b = good;
+        b[1] = 0x7f;
+        assert_eq!(Header::parse(&b), Err(Error::UnknownFrameType(0x7f)));
+        let mut b = good;
+        b[2] = 2;
+        assert_eq!(Header::parse(&b), Err(Error::Malformed));
+        let mut b = good;
+        b[3] = 1;
+        assert_eq!(Header::parse(&b), Err(Error::Malformed));
+        let mut b = good;
+        b[12] = 1;
+        assert_eq!(Header::parse(&b), Err(Error::Malformed));
+        let mut b = good;
+        b[32] = 0x7f;
+        assert_eq!(Header::parse(&b), Err(Error::PayloadTooLarge));
+    }
+
+    #[test]
+    fn frame_length_must_add_up() {
+        let mut buf = [0u8; HEADER_LEN + 5 + TAG_LEN + 1];
+        let h: &mut [u8; HEADER_LEN] = (&mut buf[..HEADER_LEN]).try_into().unwrap();
+        sample().emit(h).unwrap();
+        assert!(Frame::new_checked(&buf[..HEADER_LEN + 5 + TAG_LEN]).is_ok());
+        assert_eq!(Frame::new_checked(&buf[..]).err(), Some(Error::TrailingBytes));
+        assert_eq!(Frame::new_checked(&buf[..HEADER_LEN + 5 + TAG_LEN - 1]).err(), Some(Error::Truncated));
+        assert_eq!(Frame::new_checked(&buf[..HEADER_LEN - 1]).err(), Some(Error::Truncated));
+        assert_eq!(Frame::new_checked(&buf[..0]).err(), Some(Error::Truncated));
+    }
+}
