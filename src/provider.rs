@@ -51,24 +51,13 @@ pub trait AeadCipher: Sized {
     ///
     /// # Errors
     /// [`Error::PayloadTooLarge`] if `buf` or `aad` exceed the algorithm's limits.
-    fn seal_detached(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buf: &mut [u8],
-    ) -> Result<[u8; TAG_LEN]>;
+    fn seal_detached(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN]>;
 
     /// Verifies `tag` and, only if it is valid, decrypts `buf` in place.
     ///
     /// # Errors
     /// [`Error::Authentication`] if the tag does not verify; `buf` is unchanged.
-    fn open_detached(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<()>;
+    fn open_detached(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<()>;
 }
 
 /// An uncompressed SEC1 P-256 public key, `0x04 ‖ x ‖ y`.
@@ -221,11 +210,7 @@ pub trait CryptoProvider {
     /// # Errors
     /// [`Error::Authentication`] if the signature does not verify,
     /// [`Error::InvalidKey`] if `public` is not a valid point.
-    fn ecdsa_verify_prehash(
-        public: &PublicKey,
-        digest: &[u8; 32],
-        sig: &[u8; P256_SIGNATURE_LEN],
-    ) -> Result<()>;
+    fn ecdsa_verify_prehash(public: &PublicKey, digest: &[u8; 32], sig: &[u8; P256_SIGNATURE_LEN]) -> Result<()>;
 }
 
 /// Fills `dst` from a fallible cryptographic RNG, mapping failure to [`Error::Rng`].

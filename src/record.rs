@@ -66,7 +66,14 @@ fn seal_frame<A: AeadCipher>(cipher: &A, header: &Header, nonce: &[u8; NONCE_LEN
 }
 
 /// Builds a header for a payload, checking its length.
-fn header_for(frame_type: FrameType, key_id: [u8; KEY_ID_LEN], nonce: NonceField, now: u64, payload_len: usize, buf_len: usize) -> Result<Header> {
+fn header_for(
+    frame_type: FrameType,
+    key_id: [u8; KEY_ID_LEN],
+    nonce: NonceField,
+    now: u64,
+    payload_len: usize,
+    buf_len: usize,
+) -> Result<Header> {
     if payload_len > MAX_PAYLOAD_LEN {
         return Err(Error::PayloadTooLarge);
     }
@@ -99,7 +106,12 @@ fn parse_for(buf: &[u8], expected: FrameType, key_id: &[u8; KEY_ID_LEN]) -> Resu
 }
 
 /// Verifies and decrypts a parsed frame in place. Leaves `buf` unchanged on error.
-fn open_frame<'a, A: AeadCipher>(cipher: &A, header: Header, nonce: &[u8; NONCE_LEN], buf: &'a mut [u8]) -> Result<Opened<'a>> {
+fn open_frame<'a, A: AeadCipher>(
+    cipher: &A,
+    header: Header,
+    nonce: &[u8; NONCE_LEN],
+    buf: &'a mut [u8],
+) -> Result<Opened<'a>> {
     let payload_len = header.payload_len as usize;
     let (head, rest) = buf.split_at_mut(HEADER_LEN.min(buf.len()));
     let (body, tag) = rest.split_at_mut(payload_len.min(rest.len()));
@@ -168,7 +180,14 @@ impl<P: CryptoProvider> CounterSender<P> {
         if seq >= self.limit {
             return Err(Error::KeyExhausted);
         }
-        let header = header_for(FrameType::Record, self.session_id, NonceField::Counter(seq), clock.now_ms(), payload_len, buf.len())?;
+        let header = header_for(
+            FrameType::Record,
+            self.session_id,
+            NonceField::Counter(seq),
+            clock.now_ms(),
+            payload_len,
+            buf.len(),
+        )?;
         let n = seal_frame(&self.cipher, &header, &counter_nonce(self.iv.expose(), seq), buf)?;
         // seq < limit <= u64::MAX, so this cannot overflow.
         self.next_seq = seq.saturating_add(1);
@@ -358,12 +377,25 @@ impl<P: CryptoProvider> OneShotSender<P> {
     /// [`Error::KeyExhausted`] at the cap (rekey), [`Error::Rng`] if the RNG
     /// fails, [`Error::PayloadTooLarge`], [`Error::BufferTooSmall`]. Nothing
     /// is consumed on error.
-    pub fn seal_in_place<R: rand_core::TryCryptoRng + ?Sized>(&mut self, rng: &mut R, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+    pub fn seal_in_place<R: rand_core::TryCryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        clock: &impl Clock,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize> {
         if self.used >= self.cap {
             return Err(Error::KeyExhausted);
         }
         let mut nonce = [0u8; NONCE_LEN];
-        let header = header_for(FrameType::Sealed, self.key_id, NonceField::Random(nonce), clock.now_ms(), payload_len, buf.len())?;
+        let header = header_for(
+            FrameType::Sealed,
+            self.key_id,
+            NonceField::Random(nonce),
+            clock.now_ms(),
+            payload_len,
+            buf.len(),
+        )?;
         fill_random(rng, &mut nonce)?;
         let header = Header { nonce: NonceField::Random(nonce), ..header };
         let n = seal_frame(&self.cipher, &header, &nonce, buf)?;
@@ -375,7 +407,13 @@ impl<P: CryptoProvider> OneShotSender<P> {
     ///
     /// # Errors
     /// As [`Self::seal_in_place`].
-    pub fn seal<R: rand_core::TryCryptoRng + ?Sized>(&mut self, rng: &mut R, clock: &impl Clock, payload: &[u8], out: &mut [u8]) -> Result<usize> {
+    pub fn seal<R: rand_core::TryCryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        clock: &impl Clock,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize> {
         header_for(FrameType::Sealed, self.key_id, NonceField::Random([0; NONCE_LEN]), 0, payload.len(), out.len())?;
         stage(payload, out)?;
         self.seal_in_place(rng, clock, out, payload.len())
@@ -437,7 +475,8 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
     /// [`Error::Authentication`]. On any error `frame` and the ring are unchanged.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Opened<'a>> {
         let now = clock.now_ms();
-        let r = self.precheck(frame, now).and_then(|(h, nonce)| Ok((open_frame(&self.cipher, h, &nonce, frame)?, nonce)));
+        let r =
+            self.precheck(frame, now).and_then(|(h, nonce)| Ok((open_frame(&self.cipher, h, &nonce, frame)?, nonce)));
         match r {
             Ok((opened, nonce)) => {
                 if self.ring.commit(&nonce, opened.header.timestamp_ms, now) == Some(Commit::EvictedFresh) {

@@ -442,7 +442,8 @@ impl<const N: usize> NonceRing<N> {
             let old = self.entries.get(self.head).copied().unwrap_or(Entry::EMPTY);
             self.unlink(self.head, &old.nonce);
             self.floor.raise(old.ts);
-            outcome = if self.freshness.check(old.ts, now).is_ok() { Commit::EvictedFresh } else { Commit::EvictedStale };
+            outcome =
+                if self.freshness.check(old.ts, now).is_ok() { Commit::EvictedFresh } else { Commit::EvictedStale };
             self.head = self.head.wrapping_add(1).checked_rem(N).unwrap_or(0);
             self.len = self.len.saturating_sub(1);
         }
@@ -563,8 +564,7 @@ impl<'de, const N: usize> Visitor<'de> for &mut RingSeed<N> {
         use serde::de::Error as _;
         let floor: TimeFloor = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &"floor"))?;
         self.0.floor = floor;
-        seq.next_element_seed(EntriesSeed(&mut self.0))?
-            .ok_or_else(|| A::Error::invalid_length(1, &"entries"))?;
+        seq.next_element_seed(EntriesSeed(&mut self.0))?.ok_or_else(|| A::Error::invalid_length(1, &"entries"))?;
         Ok(())
     }
 }
@@ -604,7 +604,11 @@ impl<'de, const N: usize> Visitor<'de> for EntriesSeed<'_, N> {
 ///
 /// # Errors
 /// [`Error::Encode`] if `out` is too small.
-pub fn snapshot_window<'a, const W: usize>(window: &CounterWindow<W>, epoch: u64, out: &'a mut [u8]) -> Result<&'a mut [u8]> {
+pub fn snapshot_window<'a, const W: usize>(
+    window: &CounterWindow<W>,
+    epoch: u64,
+    out: &'a mut [u8],
+) -> Result<&'a mut [u8]> {
     postcard::to_slice(&(epoch, window), out).map_err(|_| Error::Encode)
 }
 

@@ -250,10 +250,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// [`Error::TrailingBytes`] if it is longer.
     pub fn new_checked(buf: T) -> Result<Self> {
         let bytes = buf.as_ref();
-        let header_bytes: &[u8; HEADER_LEN] = bytes
-            .get(..HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or(Error::Truncated)?;
+        let header_bytes: &[u8; HEADER_LEN] =
+            bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(Error::Truncated)?;
         let header = Header::parse(header_bytes)?;
         let want = header.frame_len();
         match bytes.len().cmp(&want) {

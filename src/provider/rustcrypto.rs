@@ -35,15 +35,19 @@ macro_rules! aes_gcm_cipher {
 
             #[inline]
             fn seal_detached(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN]> {
-                let tag = self
-                    .0
-                    .encrypt_inout_detached(nonce.into(), aad, buf.into())
-                    .map_err(|_| Error::PayloadTooLarge)?;
+                let tag =
+                    self.0.encrypt_inout_detached(nonce.into(), aad, buf.into()).map_err(|_| Error::PayloadTooLarge)?;
                 Ok(tag.into())
             }
 
             #[inline]
-            fn open_detached(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<()> {
+            fn open_detached(
+                &self,
+                nonce: &[u8; NONCE_LEN],
+                aad: &[u8],
+                buf: &mut [u8],
+                tag: &[u8; TAG_LEN],
+            ) -> Result<()> {
                 // aes-gcm computes GHASH over the ciphertext, compares the tag
                 // in constant time, and only then applies the keystream.
                 self.0
