@@ -50,7 +50,7 @@ impl Audit {
     pub fn record(&mut self, e: Error) {
         let c = match e {
             Error::Replay => &mut self.replay_rejected,
-            Error::Stale => &mut self.stale,
+            Error::Stale | Error::Expired => &mut self.stale,
             Error::FromFuture => &mut self.from_future,
             Error::Authentication => &mut self.auth_failed,
             Error::UnknownKey | Error::UnexpectedFrame => &mut self.misdirected,

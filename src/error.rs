@@ -50,6 +50,8 @@ pub enum Error {
     /// Caller: the key reached its invocation or sequence limit. Rekey now;
     /// nothing was sealed.
     KeyExhausted,
+    /// Caller or peer: the session, token or challenge has expired.
+    Expired,
     /// Caller: a snapshot is older than the trusted epoch (rollback refused).
     Rollback,
     /// Caller or peer: key material is invalid (not a curve point, zero scalar).
@@ -82,6 +84,7 @@ impl fmt::Display for Error {
             Error::BufferTooSmall => f.write_str("buffer too small"),
             Error::PayloadTooLarge => f.write_str("payload too large"),
             Error::KeyExhausted => f.write_str("key exhausted: rekey required"),
+            Error::Expired => f.write_str("expired"),
             Error::Rollback => f.write_str("snapshot older than trusted epoch"),
             Error::InvalidKey => f.write_str("invalid key material"),
             Error::Encode => f.write_str("encode failed"),

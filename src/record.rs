@@ -50,9 +50,39 @@ pub fn counter_nonce(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
     n
 }
 
+/// Most external AAD a frame may carry: a request's sequence number.
+pub(crate) const MAX_AAD_EXT: usize = 8;
+
+/// `header ‖ ext` on the stack.
+struct Aad {
+    buf: [u8; HEADER_LEN + MAX_AAD_EXT],
+    len: usize,
+}
+
+impl Aad {
+    fn new(header: &[u8], ext: &[u8]) -> Result<Self> {
+        let mut buf = [0u8; HEADER_LEN + MAX_AAD_EXT];
+        let len = header.len().checked_add(ext.len()).filter(|l| *l <= buf.len()).ok_or(Error::Malformed)?;
+        let (h, rest) = buf.split_at_mut(header.len());
+        h.copy_from_slice(header);
+        rest.get_mut(..ext.len()).ok_or(Error::Malformed)?.copy_from_slice(ext);
+        Ok(Self { buf, len })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
 /// Writes the header, seals `buf[HEADER_LEN..HEADER_LEN + payload_len]` in
-/// place and appends the tag. Returns the frame length.
-fn seal_frame<A: AeadCipher>(cipher: &A, header: &Header, nonce: &[u8; NONCE_LEN], buf: &mut [u8]) -> Result<usize> {
+/// place under AAD `header ‖ aad_ext` and appends the tag. Returns the frame length.
+fn seal_frame<A: AeadCipher>(
+    cipher: &A,
+    header: &Header,
+    nonce: &[u8; NONCE_LEN],
+    aad_ext: &[u8],
+    buf: &mut [u8],
+) -> Result<usize> {
     let payload_len = header.payload_len as usize;
     let total = buffer_len(payload_len);
     let frame = buf.get_mut(..total).ok_or(Error::BufferTooSmall)?;
@@ -60,7 +90,11 @@ fn seal_frame<A: AeadCipher>(cipher: &A, header: &Header, nonce: &[u8; NONCE_LEN
     let head: &mut [u8; HEADER_LEN] = head.try_into().map_err(|_| Error::BufferTooSmall)?;
     header.emit(head)?;
     let (body, tag_slot) = rest.split_at_mut(payload_len);
-    let tag = cipher.seal_detached(nonce, head, body)?;
+    let tag = if aad_ext.is_empty() {
+        cipher.seal_detached(nonce, head, body)?
+    } else {
+        cipher.seal_detached(nonce, Aad::new(head, aad_ext)?.as_slice(), body)?
+    };
     tag_slot.copy_from_slice(&tag);
     Ok(total)
 }
@@ -105,18 +139,24 @@ fn parse_for(buf: &[u8], expected: FrameType, key_id: &[u8; KEY_ID_LEN]) -> Resu
     Ok(h)
 }
 
-/// Verifies and decrypts a parsed frame in place. Leaves `buf` unchanged on error.
+/// Verifies and decrypts a parsed frame in place under AAD `header ‖ aad_ext`.
+/// Leaves `buf` unchanged on error.
 fn open_frame<'a, A: AeadCipher>(
     cipher: &A,
     header: Header,
     nonce: &[u8; NONCE_LEN],
+    aad_ext: &[u8],
     buf: &'a mut [u8],
 ) -> Result<Opened<'a>> {
     let payload_len = header.payload_len as usize;
     let (head, rest) = buf.split_at_mut(HEADER_LEN.min(buf.len()));
     let (body, tag) = rest.split_at_mut(payload_len.min(rest.len()));
     let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::Truncated)?;
-    cipher.open_detached(nonce, head, body, tag)?;
+    if aad_ext.is_empty() {
+        cipher.open_detached(nonce, head, body, tag)?;
+    } else {
+        cipher.open_detached(nonce, Aad::new(head, aad_ext)?.as_slice(), body, tag)?;
+    }
     Ok(Opened { header, payload: body })
 }
 
@@ -176,19 +216,24 @@ impl<P: CryptoProvider> CounterSender<P> {
     /// [`Error::KeyExhausted`] when the sequence reaches its limit. Nothing
     /// is consumed on error.
     pub fn seal_in_place(&mut self, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        self.seal_typed(FrameType::Record, &[], clock.now_ms(), buf, payload_len)
+    }
+
+    /// Seals a frame of any counter-strategy type with AAD `header ‖ aad_ext`.
+    pub(crate) fn seal_typed(
+        &mut self,
+        frame_type: FrameType,
+        aad_ext: &[u8],
+        now: u64,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize> {
         let seq = self.next_seq;
         if seq >= self.limit {
             return Err(Error::KeyExhausted);
         }
-        let header = header_for(
-            FrameType::Record,
-            self.session_id,
-            NonceField::Counter(seq),
-            clock.now_ms(),
-            payload_len,
-            buf.len(),
-        )?;
-        let n = seal_frame(&self.cipher, &header, &counter_nonce(self.iv.expose(), seq), buf)?;
+        let header = header_for(frame_type, self.session_id, NonceField::Counter(seq), now, payload_len, buf.len())?;
+        let n = seal_frame(&self.cipher, &header, &counter_nonce(self.iv.expose(), seq), aad_ext, buf)?;
         // seq < limit <= u64::MAX, so this cannot overflow.
         self.next_seq = seq.saturating_add(1);
         Ok(n)
@@ -215,6 +260,8 @@ pub struct CounterReceiver<P: CryptoProvider = RustCrypto, const W: usize = 32> 
     floor: TimeFloor,
     freshness: Option<Freshness>,
     audit: Audit,
+    failed: u64,
+    max_failed: u64,
 }
 
 impl<P: CryptoProvider, const W: usize> core::fmt::Debug for CounterReceiver<P, W> {
@@ -241,6 +288,8 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
             floor: TimeFloor::NONE,
             freshness: None,
             audit: Audit::new(),
+            failed: 0,
+            max_failed: u64::MAX,
         })
     }
 
@@ -281,8 +330,11 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     }
 
     /// Checks everything but the tag. Pure.
-    fn precheck(&self, buf: &[u8], now: u64) -> Result<(Header, u64)> {
-        let h = parse_for(buf, FrameType::Record, &self.session_id)?;
+    fn precheck(&self, expected: FrameType, buf: &[u8], now: u64) -> Result<(Header, u64)> {
+        if self.failed >= self.max_failed {
+            return Err(Error::KeyExhausted);
+        }
+        let h = parse_for(buf, expected, &self.session_id)?;
         let NonceField::Counter(seq) = h.nonce else {
             return Err(Error::Malformed);
         };
@@ -299,11 +351,23 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// # Errors
     /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`],
     /// [`Error::Stale`], [`Error::FromFuture`], [`Error::Replay`],
-    /// [`Error::Authentication`]. On any error `frame` and the replay state
+    /// [`Error::Authentication`], and [`Error::KeyExhausted`] once the
+    /// integrity limit is reached. On any error `frame` and the replay state
     /// are unchanged.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Opened<'a>> {
-        let r = self.precheck(frame, clock.now_ms()).and_then(|(h, seq)| {
-            let opened = open_frame(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), frame)?;
+        self.open_typed(FrameType::Record, &[], clock.now_ms(), frame)
+    }
+
+    /// Opens a frame of the expected counter-strategy type with AAD `header ‖ aad_ext`.
+    pub(crate) fn open_typed<'a>(
+        &mut self,
+        expected: FrameType,
+        aad_ext: &[u8],
+        now: u64,
+        frame: &'a mut [u8],
+    ) -> Result<Opened<'a>> {
+        let r = self.precheck(expected, frame, now).and_then(|(h, seq)| {
+            let opened = open_frame(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), aad_ext, frame)?;
             Ok((opened, seq))
         });
         match r {
@@ -313,10 +377,27 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
                 Ok(opened)
             }
             Err(e) => {
+                if e == Error::Authentication {
+                    // The AEAD integrity limit counts forgeries: the one piece
+                    // of state a failed open moves, besides the audit counters.
+                    self.failed = self.failed.saturating_add(1);
+                }
                 self.audit.record(e);
                 Err(e)
             }
         }
+    }
+
+    /// Sets how many failed decryptions are tolerated under this key (the
+    /// AEAD integrity limit). At the limit every open fails with
+    /// [`Error::KeyExhausted`]: rekey.
+    pub fn set_max_failed(&mut self, max_failed: u64) {
+        self.max_failed = max_failed;
+    }
+
+    /// Failed decryptions (bad tags) seen under this key.
+    pub const fn failed(&self) -> u64 {
+        self.failed
     }
 }
 
@@ -398,7 +479,7 @@ impl<P: CryptoProvider> OneShotSender<P> {
         )?;
         fill_random(rng, &mut nonce)?;
         let header = Header { nonce: NonceField::Random(nonce), ..header };
-        let n = seal_frame(&self.cipher, &header, &nonce, buf)?;
+        let n = seal_frame(&self.cipher, &header, &nonce, &[], buf)?;
         self.used = self.used.saturating_add(1);
         Ok(n)
     }
@@ -475,8 +556,9 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
     /// [`Error::Authentication`]. On any error `frame` and the ring are unchanged.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Opened<'a>> {
         let now = clock.now_ms();
-        let r =
-            self.precheck(frame, now).and_then(|(h, nonce)| Ok((open_frame(&self.cipher, h, &nonce, frame)?, nonce)));
+        let r = self
+            .precheck(frame, now)
+            .and_then(|(h, nonce)| Ok((open_frame(&self.cipher, h, &nonce, &[], frame)?, nonce)));
         match r {
             Ok((opened, nonce)) => {
                 if self.ring.commit(&nonce, opened.header.timestamp_ms, now) == Some(Commit::EvictedFresh) {

@@ -56,7 +56,7 @@ pub mod field {
     pub const LENGTH: Range<usize> = 32..36;
 }
 
-/// What a frame carries. Each type fixes its nonce strategy.
+/// What a frame carries. Each type fixes its nonce strategy (`SPEC.md` §2.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
@@ -66,6 +66,16 @@ pub enum FrameType {
     Record = 0x01,
     /// One-shot sealed message: random nonce, replay-checked by a [`crate::replay::NonceRing`].
     Sealed = 0x02,
+    /// Session response, bound to the request's sequence number through the AAD.
+    Response = 0x03,
+    /// Session key update: the sender moves to the next key generation.
+    KeyUpdate = 0x04,
+    /// Handshake message 1 (client to server), plaintext control frame.
+    HandshakeInit = 0x10,
+    /// Handshake message 2 (server to client), plaintext control frame.
+    HandshakeResponse = 0x11,
+    /// Handshake message 3 (client to server), sealed under the new session keys.
+    HandshakeFinish = 0x12,
 }
 
 impl FrameType {
@@ -77,6 +87,11 @@ impl FrameType {
         match b {
             0x01 => Ok(Self::Record),
             0x02 => Ok(Self::Sealed),
+            0x03 => Ok(Self::Response),
+            0x04 => Ok(Self::KeyUpdate),
+            0x10 => Ok(Self::HandshakeInit),
+            0x11 => Ok(Self::HandshakeResponse),
+            0x12 => Ok(Self::HandshakeFinish),
             other => Err(Error::UnknownFrameType(other)),
         }
     }
@@ -84,8 +99,18 @@ impl FrameType {
     /// The nonce strategy this frame type requires.
     pub const fn nonce_strategy(self) -> NonceStrategy {
         match self {
-            Self::Record => NonceStrategy::Counter,
+            Self::Record | Self::Response | Self::KeyUpdate | Self::HandshakeFinish => NonceStrategy::Counter,
             Self::Sealed => NonceStrategy::Random,
+            Self::HandshakeInit | Self::HandshakeResponse => NonceStrategy::None,
+        }
+    }
+
+    /// Length of the tag this frame type carries: 16, or 0 for plaintext
+    /// control frames.
+    pub const fn tag_len(self) -> usize {
+        match self.nonce_strategy() {
+            NonceStrategy::None => 0,
+            _ => TAG_LEN,
         }
     }
 }
@@ -95,6 +120,9 @@ impl FrameType {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum NonceStrategy {
+    /// No AEAD: a plaintext control frame (handshake messages 1 and 2), no
+    /// tag; its bytes are bound by the handshake transcript instead.
+    None = 0x00,
     /// Nonce = per-direction IV XOR the 64-bit sequence number.
     Counter = 0x01,
     /// Nonce = 96 random bits carried in the header.
@@ -105,6 +133,8 @@ pub enum NonceStrategy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum NonceField {
+    /// Plaintext control frame: twelve zero bytes.
+    None,
     /// A 64-bit sequence number, encoded as four zero bytes then the number big-endian.
     Counter(u64),
     /// 96 random bits.
@@ -115,6 +145,7 @@ impl NonceField {
     /// The strategy this field belongs to.
     pub const fn strategy(&self) -> NonceStrategy {
         match self {
+            Self::None => NonceStrategy::None,
             Self::Counter(_) => NonceStrategy::Counter,
             Self::Random(_) => NonceStrategy::Random,
         }
@@ -123,6 +154,7 @@ impl NonceField {
     /// The 12 bytes as they appear in the header.
     pub fn to_bytes(&self) -> [u8; NONCE_LEN] {
         match self {
+            Self::None => [0u8; NONCE_LEN],
             Self::Counter(seq) => {
                 let mut out = [0u8; NONCE_LEN];
                 let [_, _, _, _, rest @ ..] = &mut out;
@@ -180,6 +212,12 @@ impl Header {
                 NonceField::Counter(u64::from_be_bytes(seq))
             }
             NonceStrategy::Random => NonceField::Random(nonce_bytes),
+            NonceStrategy::None => {
+                if nonce_bytes != [0u8; NONCE_LEN] {
+                    return Err(Error::Malformed);
+                }
+                NonceField::None
+            }
         };
         let timestamp_ms = u64::from_be_bytes(take(bytes, field::TIMESTAMP)?);
         let payload_len = u32::from_be_bytes(take(bytes, field::LENGTH)?);
@@ -213,9 +251,10 @@ impl Header {
         Ok(())
     }
 
-    /// The total frame length this header announces: header, payload, tag.
+    /// The total frame length this header announces: header, payload, and
+    /// the tag if the frame type is sealed.
     pub const fn frame_len(&self) -> usize {
-        buffer_len(self.payload_len as usize)
+        (self.payload_len as usize).saturating_add(HEADER_LEN).saturating_add(self.frame_type.tag_len())
     }
 }
 
@@ -277,8 +316,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.buf.as_ref().get(HEADER_LEN..end).unwrap_or_default()
     }
 
-    /// The tag.
+    /// The tag (all zero for plaintext control frames, which have none).
     pub fn tag(&self) -> [u8; TAG_LEN] {
+        if self.header.frame_type.tag_len() == 0 {
+            return [0u8; TAG_LEN];
+        }
         let bytes = self.buf.as_ref();
         let start = bytes.len().saturating_sub(TAG_LEN);
         bytes.get(start..).and_then(|t| t.try_into().ok()).unwrap_or([0u8; TAG_LEN])
@@ -287,20 +329,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Gives the buffer back.
     pub fn into_inner(self) -> T {
         self.buf
-    }
-}
-
-impl<T: AsMut<[u8]> + AsRef<[u8]>> Frame<T> {
-    /// Splits into `(header bytes, ciphertext, tag)` with the ciphertext
-    /// mutable, for in-place decryption.
-    pub fn split_mut(&mut self) -> (&[u8], &mut [u8], [u8; TAG_LEN]) {
-        let tag = self.tag();
-        let payload_len = self.header.payload_len as usize;
-        let buf = self.buf.as_mut();
-        let (header, rest) = buf.split_at_mut(HEADER_LEN.min(buf.len()));
-        let body_len = payload_len.min(rest.len());
-        let (body, _) = rest.split_at_mut(body_len);
-        (header, body, tag)
     }
 }
 
