@@ -9,12 +9,15 @@ extern crate std;
 
 pub mod audit;
 pub mod clock;
+pub mod device;
 pub mod error;
+pub mod handshake;
 pub mod provider;
 pub mod record;
 pub mod replay;
 pub mod rng;
 pub mod secret;
+pub mod session;
 pub mod wire;
 
 pub use audit::Audit;

@@ -175,6 +175,13 @@ pub trait CryptoProvider {
     /// [`Error::InvalidKey`] if the scalar is zero or not below the group order.
     fn p256_ecdh_secret_from_bytes(bytes: &Secret<32>) -> Result<(Self::EcdhSecret, PublicKey)>;
 
+    /// Parses and validates a SEC1 public key, compressed (33 bytes) or
+    /// uncompressed (65 bytes), into the uncompressed form.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] if it is not a valid point other than the identity.
+    fn p256_public_from_sec1(bytes: &[u8]) -> Result<PublicKey>;
+
     /// P-256 ECDH: the x-coordinate of `secret × peer`.
     ///
     /// # Errors

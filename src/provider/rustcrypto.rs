@@ -151,6 +151,13 @@ impl CryptoProvider for RustCrypto {
         Ok((EcdhSecret(s), pk))
     }
 
+    fn p256_public_from_sec1(bytes: &[u8]) -> Result<PublicKey> {
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        let pk = p256::PublicKey::from_sec1_bytes(bytes).map_err(|_| Error::InvalidKey)?;
+        let point = pk.to_sec1_point(false);
+        PublicKey::from_sec1_uncompressed(point.as_bytes())
+    }
+
     fn p256_ecdh(secret: &EcdhSecret, peer: &PublicKey) -> Result<Secret<32>> {
         let peer = point_of(peer)?;
         let shared = p256::ecdh::diffie_hellman(secret.0, peer.as_affine());

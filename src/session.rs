@@ -1,0 +1,455 @@
+//! Established sessions (DESIGN C6, `SPEC.md` §7.4–7.6): the record layer
+//! after the handshake.
+//!
+//! A [`Session`] seals and opens records with counter nonces under
+//! per-direction keys, with a [`crate::replay::CounterWindow`] on receipt.
+//! It binds each response to its request (the response's AAD carries the
+//! request's sequence number, as OSCORE does), updates keys without a new
+//! handshake, expires, and enforces the AEAD usage limits: it counts both
+//! encryptions and failed decryptions and returns [`Error::KeyExhausted`]
+//! ("rekey now") at either limit.
+//!
+//! Sessions are built only by the handshake, and only with a proof that the
+//! peer authenticated: [`ServerAuthenticated`] on the client,
+//! [`DeviceVerified`] on the server.
+
+use crate::audit::Audit;
+use crate::clock::Clock;
+use crate::device::{DeviceId, DeviceVerified};
+use crate::error::{Error, Result};
+use crate::provider::{CryptoProvider, NONCE_LEN, PublicKey, RustCrypto};
+use crate::record::{CounterReceiver, CounterSender, Opened};
+use crate::secret::Secret;
+use crate::wire::{Frame, FrameType, HEADER_LEN, KEY_ID_LEN};
+use core::marker::PhantomData;
+
+/// Label of a direction's AEAD key, expanded from its traffic secret.
+pub const LABEL_KEY: &[u8] = b"oncewire/1 key";
+/// Label of a direction's IV.
+pub const LABEL_IV: &[u8] = b"oncewire/1 iv";
+/// Label of the next traffic secret at a key update.
+pub const LABEL_KEY_UPDATE: &[u8] = b"oncewire/1 key update";
+
+/// Usage and lifetime limits of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Limits {
+    /// Session lifetime from establishment. The server's value is sent to
+    /// the client in handshake message 2 and applies to both sides.
+    pub lifetime_ms: u64,
+    /// Records sealed under one key before [`Error::KeyExhausted`]. Default
+    /// 2^24, below the AES-GCM confidentiality limit of 2^24.5 full-size
+    /// records (RFC 9147 §4.5.3, draft-irtf-cfrg-aead-limits).
+    pub max_records_per_key: u64,
+    /// Failed decryptions tolerated under one key before
+    /// [`Error::KeyExhausted`]. Default 2^36, the AES-GCM integrity limit of
+    /// RFC 9147 §4.5.3.
+    pub max_failed_per_key: u64,
+    /// How long the server waits for handshake message 3.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Limits {
+    /// One hour, 2^24 records, 2^36 failures, 30 s handshake timeout.
+    pub const DEFAULT: Self = Self {
+        lifetime_ms: 3_600_000,
+        max_records_per_key: 1 << 24,
+        max_failed_per_key: 1 << 36,
+        handshake_timeout_ms: 30_000,
+    };
+
+    /// The same limits with another lifetime.
+    #[must_use]
+    pub const fn with_lifetime(mut self, lifetime_ms: u64) -> Self {
+        self.lifetime_ms = lifetime_ms;
+        self
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Which end of the session this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// The app or device that started the handshake.
+    Client,
+    /// The backend.
+    Server,
+}
+
+/// Who is on the other end, as authenticated by the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// The pinned server key (client side).
+    Server(PublicKey),
+    /// The enrolled device (server side).
+    Device(DeviceId),
+}
+
+/// Proof that message 2 decrypted under a key only the pinned server could
+/// derive. Only the handshake can make one.
+#[derive(Debug)]
+pub struct ServerAuthenticated(PhantomData<()>);
+
+impl ServerAuthenticated {
+    pub(crate) const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// The proof a session needs: the peer authenticated.
+#[derive(Debug)]
+pub(crate) enum PeerProof {
+    Server(#[allow(dead_code)] ServerAuthenticated),
+}
+
+impl From<ServerAuthenticated> for PeerProof {
+    fn from(p: ServerAuthenticated) -> Self {
+        Self::Server(p)
+    }
+}
+
+/// What the handshake hands to the session.
+pub(crate) struct SessionKeys {
+    pub(crate) session_id: [u8; KEY_ID_LEN],
+    pub(crate) c2s: Secret<32>,
+    pub(crate) s2c: Secret<32>,
+    pub(crate) handshake_hash: [u8; 32],
+}
+
+/// Expands a traffic secret into its AEAD key and IV.
+pub(crate) fn traffic_keys<P: CryptoProvider>(secret: &Secret<32>) -> Result<(Secret<32>, Secret<NONCE_LEN>)> {
+    let mut key = Secret::<32>::zero();
+    let mut iv = Secret::<NONCE_LEN>::zero();
+    P::hkdf_expand(secret, &[LABEL_KEY], key.expose_mut())?;
+    P::hkdf_expand(secret, &[LABEL_IV], iv.expose_mut())?;
+    Ok((key, iv))
+}
+
+fn next_secret<P: CryptoProvider>(secret: &Secret<32>) -> Result<Secret<32>> {
+    let mut next = Secret::<32>::zero();
+    P::hkdf_expand(secret, &[LABEL_KEY_UPDATE], next.expose_mut())?;
+    Ok(next)
+}
+
+/// A frame a session opened.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// An application record.
+    Record(Opened<'a>),
+    /// The peer moved its sending key to the next generation; nothing to deliver.
+    KeyUpdated {
+        /// The peer's new sending generation.
+        generation: u32,
+    },
+}
+
+/// An established session. See the [module docs](self).
+pub struct Session<P: CryptoProvider = RustCrypto, const W: usize = 32> {
+    role: Role,
+    session_id: [u8; KEY_ID_LEN],
+    peer: Peer,
+    tx: CounterSender<P>,
+    rx: CounterReceiver<P, W>,
+    tx_secret: Secret<32>,
+    rx_secret: Secret<32>,
+    tx_generation: u32,
+    rx_generation: u32,
+    expires_at_ms: u64,
+    limits: Limits,
+    clock_offset_ms: i64,
+    handshake_hash: [u8; 32],
+    audit: Audit,
+}
+
+impl<P: CryptoProvider, const W: usize> core::fmt::Debug for Session<P, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.role)
+            .field("session_id", &self.session_id)
+            .field("peer", &self.peer)
+            .field("tx_generation", &self.tx_generation)
+            .field("rx_generation", &self.rx_generation)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: CryptoProvider, const W: usize> Session<P, W> {
+    /// Client side: built from the handshake with the server's proof.
+    pub(crate) fn establish(
+        role: Role,
+        keys: SessionKeys,
+        peer: Peer,
+        limits: Limits,
+        now: u64,
+        _proof: PeerProof,
+    ) -> Result<Self> {
+        let (tx_secret, rx_secret) = match role {
+            Role::Client => (keys.c2s, keys.s2c),
+            Role::Server => (keys.s2c, keys.c2s),
+        };
+        let (rk, riv) = traffic_keys::<P>(&rx_secret)?;
+        let rx = CounterReceiver::new(&rk, riv, keys.session_id)?;
+        Self::assemble(role, keys.session_id, peer, tx_secret, rx_secret, rx, limits, now, keys.handshake_hash)
+    }
+
+    /// Server side: built from the handshake with the device's proof; `rx`
+    /// already holds message 3 (sequence 0).
+    pub(crate) fn establish_server(
+        keys: SessionKeys,
+        rx: CounterReceiver<P, W>,
+        limits: Limits,
+        now: u64,
+        proof: DeviceVerified,
+    ) -> Result<Self> {
+        let peer = Peer::Device(*proof.device());
+        Self::assemble(Role::Server, keys.session_id, peer, keys.s2c, keys.c2s, rx, limits, now, keys.handshake_hash)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        role: Role,
+        session_id: [u8; KEY_ID_LEN],
+        peer: Peer,
+        tx_secret: Secret<32>,
+        rx_secret: Secret<32>,
+        mut rx: CounterReceiver<P, W>,
+        limits: Limits,
+        now: u64,
+        handshake_hash: [u8; 32],
+    ) -> Result<Self> {
+        let mut tx = crate::handshake::sender_for::<P>(&tx_secret, session_id)?;
+        tx.set_limit(limits.max_records_per_key);
+        rx.set_max_failed(limits.max_failed_per_key);
+        Ok(Self {
+            role,
+            session_id,
+            peer,
+            tx,
+            rx,
+            tx_secret,
+            rx_secret,
+            tx_generation: 0,
+            rx_generation: 0,
+            expires_at_ms: now.saturating_add(limits.lifetime_ms),
+            limits,
+            clock_offset_ms: 0,
+            handshake_hash,
+            audit: Audit::new(),
+        })
+    }
+
+    pub(crate) fn set_clock_offset(&mut self, offset_ms: i64) {
+        self.clock_offset_ms = offset_ms;
+    }
+
+    /// Seals handshake message 3 (client, sequence 0).
+    pub(crate) fn seal_finish(&mut self, now: u64, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        self.tx.seal_typed(FrameType::HandshakeFinish, &[], now, buf, payload_len)
+    }
+
+    /// This end's role.
+    pub const fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The session id every record carries.
+    pub const fn session_id(&self) -> &[u8; KEY_ID_LEN] {
+        &self.session_id
+    }
+
+    /// The authenticated peer.
+    pub const fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The Noise handshake hash, for channel binding (for example, to bind
+    /// a token request to this session).
+    pub const fn handshake_hash(&self) -> &[u8; 32] {
+        &self.handshake_hash
+    }
+
+    /// When the session expires (Unix ms, this end's clock).
+    pub const fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms
+    }
+
+    /// Client side: the server's clock minus this end's clock, in ms,
+    /// measured during the handshake. Wrap the clock in
+    /// [`crate::clock::OffsetClock`] to correct it.
+    pub const fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms
+    }
+
+    /// The sequence number the next sealed record will carry.
+    pub const fn next_seq(&self) -> u64 {
+        self.tx.next_seq()
+    }
+
+    /// Current (sending, receiving) key generations.
+    pub const fn generations(&self) -> (u32, u32) {
+        (self.tx_generation, self.rx_generation)
+    }
+
+    /// True when the sending key should be updated now (the next record
+    /// would hit the usage limit) or the integrity limit was reached.
+    pub fn needs_key_update(&self) -> bool {
+        self.tx.next_seq().saturating_add(1) >= self.limits.max_records_per_key
+            || self.rx.failed() >= self.limits.max_failed_per_key
+    }
+
+    /// The receiving window, for inspection and equality checks.
+    pub const fn window(&self) -> &crate::replay::CounterWindow<W> {
+        self.rx.window()
+    }
+
+    /// Audit counters of this session (all key generations).
+    pub fn audit(&self) -> Audit {
+        let mut a = self.audit;
+        a.merge(self.rx.audit());
+        a
+    }
+
+    fn live(&self, now: u64) -> Result<()> {
+        if now > self.expires_at_ms { Err(Error::Expired) } else { Ok(()) }
+    }
+
+    fn check_send_budget(&self) -> Result<()> {
+        // One record is kept back for the key update itself.
+        if self.tx.next_seq().saturating_add(1) >= self.limits.max_records_per_key {
+            return Err(Error::KeyExhausted);
+        }
+        Ok(())
+    }
+
+    /// Seals `buf[HEADER_LEN..HEADER_LEN + payload_len]` as a record in
+    /// place. Returns the frame length.
+    ///
+    /// # Errors
+    /// [`Error::Expired`], [`Error::KeyExhausted`] (call
+    /// [`Self::update_keys`]), [`Error::BufferTooSmall`], [`Error::PayloadTooLarge`].
+    pub fn seal_in_place(&mut self, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        let now = clock.now_ms();
+        self.live(now)?;
+        self.check_send_budget()?;
+        self.tx.seal_typed(FrameType::Record, &[], now, buf, payload_len)
+    }
+
+    /// Copies `payload` into `out` and seals it as a record.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`].
+    pub fn seal(&mut self, clock: &impl Clock, payload: &[u8], out: &mut [u8]) -> Result<usize> {
+        stage(payload, out)?;
+        self.seal_in_place(clock, out, payload.len())
+    }
+
+    /// Seals a response to the request that carried `request_seq`. The
+    /// request's sequence number is in the AAD, so the response opens only
+    /// as the answer to that request.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`].
+    pub fn seal_response(
+        &mut self,
+        clock: &impl Clock,
+        request_seq: u64,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let now = clock.now_ms();
+        self.live(now)?;
+        self.check_send_budget()?;
+        stage(payload, out)?;
+        self.tx.seal_typed(FrameType::Response, &request_seq.to_be_bytes(), now, out, payload.len())
+    }
+
+    /// Opens a record or key update in place.
+    ///
+    /// # Errors
+    /// [`Error::Expired`], parse errors, [`Error::UnexpectedFrame`] (a
+    /// response: use [`Self::open_response`]), [`Error::UnknownKey`],
+    /// [`Error::Replay`], [`Error::Stale`], [`Error::Authentication`],
+    /// [`Error::KeyExhausted`] at the integrity limit. On error nothing changes
+    /// but the audit counters and the failed-decryption count.
+    pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Received<'a>> {
+        let now = clock.now_ms();
+        self.live(now)?;
+        let ty = Frame::new_checked(&*frame).map(|f| f.header().frame_type);
+        match ty {
+            Ok(FrameType::Record) => self.rx.open_typed(FrameType::Record, &[], now, frame).map(Received::Record),
+            Ok(FrameType::KeyUpdate) => {
+                self.rx.open_typed(FrameType::KeyUpdate, &[], now, frame)?;
+                self.ratchet_rx()?;
+                Ok(Received::KeyUpdated { generation: self.rx_generation })
+            }
+            // Parse errors and other types go through the receiver so they are counted.
+            _ => self.rx.open_typed(FrameType::Record, &[], now, frame).map(Received::Record),
+        }
+    }
+
+    /// Opens the response to the request that carried `request_seq`.
+    ///
+    /// # Errors
+    /// As [`Self::open_in_place`]; a response to another request fails with
+    /// [`Error::Authentication`].
+    pub fn open_response<'a>(
+        &mut self,
+        clock: &impl Clock,
+        request_seq: u64,
+        frame: &'a mut [u8],
+    ) -> Result<Opened<'a>> {
+        let now = clock.now_ms();
+        self.live(now)?;
+        self.rx.open_typed(FrameType::Response, &request_seq.to_be_bytes(), now, frame)
+    }
+
+    /// Moves the sending key to the next generation without a handshake:
+    /// writes a key-update frame (sealed under the current key) into `out`,
+    /// then switches. Send the frame before any record sealed afterwards.
+    ///
+    /// Records sealed under the old key that arrive after the key update
+    /// are rejected; deliver in order across a key update.
+    ///
+    /// # Errors
+    /// [`Error::Expired`], [`Error::BufferTooSmall`], [`Error::KeyExhausted`]
+    /// if even the reserved record is used up (never in normal use).
+    pub fn update_keys(&mut self, clock: &impl Clock, out: &mut [u8]) -> Result<usize> {
+        let now = clock.now_ms();
+        self.live(now)?;
+        let generation = self.tx_generation.checked_add(1).ok_or(Error::KeyExhausted)?;
+        let next = next_secret::<P>(&self.tx_secret)?;
+        let mut tx = crate::handshake::sender_for::<P>(&next, self.session_id)?;
+        tx.set_limit(self.limits.max_records_per_key);
+        let n = self.tx.seal_typed(FrameType::KeyUpdate, &[], now, out, 0)?;
+        self.tx = tx;
+        self.tx_secret = next;
+        self.tx_generation = generation;
+        Ok(n)
+    }
+
+    fn ratchet_rx(&mut self) -> Result<()> {
+        let generation = self.rx_generation.checked_add(1).ok_or(Error::KeyExhausted)?;
+        let next = next_secret::<P>(&self.rx_secret)?;
+        let (k, iv) = traffic_keys::<P>(&next)?;
+        let mut rx = CounterReceiver::new(&k, iv, self.session_id)?;
+        rx.set_max_failed(self.limits.max_failed_per_key);
+        self.audit.merge(self.rx.audit());
+        self.rx = rx;
+        self.rx_secret = next;
+        self.rx_generation = generation;
+        Ok(())
+    }
+}
+
+fn stage(payload: &[u8], out: &mut [u8]) -> Result<()> {
+    let end = HEADER_LEN.checked_add(payload.len()).ok_or(Error::PayloadTooLarge)?;
+    out.get_mut(HEADER_LEN..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(payload);
+    Ok(())
+}
