@@ -18,6 +18,7 @@ pub mod replay;
 pub mod rng;
 pub mod secret;
 pub mod session;
+pub mod store;
 pub mod wire;
 
 pub use audit::Audit;
