@@ -255,13 +255,24 @@ impl<P: CryptoProvider> ClientHandshake<P> {
         let mut handshake_id = [0u8; KEY_ID_LEN];
         fill_random(rng, &mut handshake_id)?;
         let (e, e_pub) = P::p256_generate(rng)?;
-        Self::start_with(server_static, handshake_id, e, e_pub, clock.now_ms(), out)
+        Self::start_inner(server_static, handshake_id, e, e_pub, clock.now_ms(), out)
     }
 
     /// [`Self::start`] with a caller-chosen ephemeral key and handshake id:
-    /// for test vectors only.
-    #[doc(hidden)]
+    /// for test vectors only (feature `test-vectors`).
+    #[cfg(feature = "test-vectors")]
     pub fn start_with(
+        server_static: PublicKey,
+        handshake_id: [u8; KEY_ID_LEN],
+        e: P::EcdhSecret,
+        e_pub: PublicKey,
+        now: u64,
+        out: &mut [u8],
+    ) -> Result<(ClientAwaitResponse<P>, usize)> {
+        Self::start_inner(server_static, handshake_id, e, e_pub, now, out)
+    }
+
+    fn start_inner(
         server_static: PublicKey,
         handshake_id: [u8; KEY_ID_LEN],
         e: P::EcdhSecret,
@@ -423,12 +434,25 @@ impl<P: CryptoProvider> ServerKey<P> {
         out: &mut [u8],
     ) -> Result<(ServerAwaitFinish<P>, usize)> {
         let (e, e_pub) = P::p256_generate(rng)?;
-        self.accept_with(e, e_pub, clock.now_ms(), msg1, limits, out)
+        self.accept_inner(e, e_pub, clock.now_ms(), msg1, limits, out)
     }
 
-    /// [`Self::accept`] with a caller-chosen ephemeral key: for test vectors only.
-    #[doc(hidden)]
+    /// [`Self::accept`] with a caller-chosen ephemeral key: for test vectors
+    /// only (feature `test-vectors`).
+    #[cfg(feature = "test-vectors")]
     pub fn accept_with(
+        &self,
+        e: P::EcdhSecret,
+        e_pub: PublicKey,
+        now: u64,
+        msg1: &[u8],
+        limits: Limits,
+        out: &mut [u8],
+    ) -> Result<(ServerAwaitFinish<P>, usize)> {
+        self.accept_inner(e, e_pub, now, msg1, limits, out)
+    }
+
+    fn accept_inner(
         &self,
         e: P::EcdhSecret,
         e_pub: PublicKey,

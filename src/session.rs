@@ -254,6 +254,13 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         self.tx.seal_typed(FrameType::HandshakeFinish, &[], now, buf, payload_len)
     }
 
+    /// The (sending, receiving) traffic secrets: for test vectors only
+    /// (feature `test-vectors`).
+    #[cfg(feature = "test-vectors")]
+    pub fn traffic_secrets(&self) -> (&Secret<32>, &Secret<32>) {
+        (&self.tx_secret, &self.rx_secret)
+    }
+
     /// This end's role.
     pub const fn role(&self) -> Role {
         self.role
