@@ -5,7 +5,14 @@
 //! To regenerate the file after a deliberate protocol change, run
 //! `ONCEWIRE_WRITE_VECTORS=1 cargo test --test vectors` and review the diff
 //! (and `SPEC.md`) in the same commit.
-#![allow(missing_docs, clippy::arithmetic_side_effects, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    missing_docs,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use oncewire::clock::ManualClock;
 use oncewire::replay::{Freshness, NonceRing};
