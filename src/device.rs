@@ -97,10 +97,27 @@ impl DeviceSignature {
     ///
     /// # Errors
     /// [`Error::Authentication`] if it is neither 64 bytes nor at most 72.
+    ///
+    /// A DER signature is 64 bytes long only if `r` and `s` together take 58
+    /// bytes (probability about 2^-24); such a signature is read as raw and
+    /// fails to verify. Senders therefore send raw signatures.
     pub fn from_bytes(sig: &[u8]) -> Result<Self> {
-        if let Ok(raw) = <[u8; P256_SIGNATURE_LEN]>::try_from(sig) {
-            return Ok(Self::Raw(raw));
-        }
+        if sig.len() == P256_SIGNATURE_LEN { Self::from_raw(sig) } else { Self::from_der(sig) }
+    }
+
+    /// Wraps a raw `r ‖ s` signature.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] unless it is exactly 64 bytes.
+    pub fn from_raw(sig: &[u8]) -> Result<Self> {
+        Ok(Self::Raw(sig.try_into().map_err(|_| Error::Authentication)?))
+    }
+
+    /// Wraps a DER signature (checked strictly when used).
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] if it is longer than 72 bytes.
+    pub fn from_der(sig: &[u8]) -> Result<Self> {
         let mut bytes = [0u8; MAX_DER_SIGNATURE_LEN];
         bytes.get_mut(..sig.len()).ok_or(Error::Authentication)?.copy_from_slice(sig);
         Ok(Self::Der { bytes, len: u8::try_from(sig.len()).map_err(|_| Error::Authentication)? })

