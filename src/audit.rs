@@ -54,6 +54,8 @@ impl Audit {
             Error::FromFuture => &mut self.from_future,
             Error::Authentication => &mut self.auth_failed,
             Error::UnknownKey | Error::UnexpectedFrame => &mut self.misdirected,
+            Error::NotYetValid => &mut self.from_future,
+            Error::WrongAudience | Error::KeyMismatch | Error::RequestMismatch => &mut self.auth_failed,
             Error::Truncated
             | Error::TrailingBytes
             | Error::UnsupportedVersion(_)

@@ -52,6 +52,14 @@ pub enum Error {
     KeyExhausted,
     /// Caller or peer: the session, token or challenge has expired.
     Expired,
+    /// Peer: the token's `nbf` is still in the future (beyond the leeway).
+    NotYetValid,
+    /// Peer: the token was issued for another audience.
+    WrongAudience,
+    /// Peer: the token's `cnf` names another key than the one that signed the request.
+    KeyMismatch,
+    /// Peer: the challenge proof is bound to another request.
+    RequestMismatch,
     /// Caller: a snapshot is older than the trusted epoch (rollback refused).
     Rollback,
     /// Caller or peer: key material is invalid (not a curve point, zero scalar).
@@ -85,6 +93,10 @@ impl fmt::Display for Error {
             Error::PayloadTooLarge => f.write_str("payload too large"),
             Error::KeyExhausted => f.write_str("key exhausted: rekey required"),
             Error::Expired => f.write_str("expired"),
+            Error::NotYetValid => f.write_str("not yet valid"),
+            Error::WrongAudience => f.write_str("wrong audience"),
+            Error::KeyMismatch => f.write_str("token bound to another key"),
+            Error::RequestMismatch => f.write_str("proof bound to another request"),
             Error::Rollback => f.write_str("snapshot older than trusted epoch"),
             Error::InvalidKey => f.write_str("invalid key material"),
             Error::Encode => f.write_str("encode failed"),

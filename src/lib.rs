@@ -8,10 +8,12 @@
 extern crate std;
 
 pub mod audit;
+pub mod challenge;
 pub mod clock;
 pub mod device;
 pub mod error;
 pub mod handshake;
+pub mod hpke;
 pub mod provider;
 pub mod record;
 pub mod replay;
@@ -19,6 +21,7 @@ pub mod rng;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod stream;
 pub mod wire;
 
 pub use audit::Audit;

@@ -1,0 +1,413 @@
+//! Server challenges bound to requests (DESIGN C8, `SPEC.md` §12).
+//!
+//! Like Play Integrity and App Attest nonces or DPoP server nonces: the
+//! server issues an unpredictable, single-use, expiring challenge; the client
+//! answers with `challenge ‖ SHA-256(request bytes)`, usually inside a
+//! device-signed or session-sealed request, so the proof covers that exact
+//! request and nothing else.
+//!
+//! Two issuers:
+//! - [`StatelessChallenges`]: a challenge is `expiry ‖ 128 random bits ‖
+//!   HMAC-SHA256 tag` (truncated to 128 bits), so the server keeps no list of
+//!   issued challenges, only a bounded *used* set, a [`NonceRing`] with the
+//!   same never-a-replay-hole floor (`SPEC.md` §4.3).
+//! - [`ChallengeTable`]: a fixed table of issued challenges, removed on use.
+//!
+//! Errors: forged → [`Error::Authentication`], expired → [`Error::Expired`],
+//! reused → [`Error::Replay`], bound to another request →
+//! [`Error::RequestMismatch`]. A failed verification changes nothing but the
+//! audit counters.
+
+use crate::audit::Audit;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::provider::{CryptoProvider, RustCrypto, fill_random};
+use crate::replay::{Freshness, NonceRing};
+use crate::secret::Secret;
+use core::marker::PhantomData;
+use rand_core::TryCryptoRng;
+use subtle::ConstantTimeEq;
+
+/// Random bits in a challenge: 128.
+pub const CHALLENGE_RANDOM_LEN: usize = 16;
+/// Length of a stateless challenge: expiry (8) ‖ random (16) ‖ tag (16).
+pub const CHALLENGE_LEN: usize = 8 + CHALLENGE_RANDOM_LEN + 16;
+/// Length of a request binding: challenge ‖ SHA-256(request).
+pub const BINDING_LEN: usize = CHALLENGE_LEN + 32;
+/// Domain label of the challenge MAC.
+pub const CHALLENGE_MAC_LABEL: &[u8] = b"oncewire/1 challenge";
+
+/// A challenge as sent to the client.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Challenge([u8; CHALLENGE_LEN]);
+
+impl core::fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Challenge").field("expires_at_ms", &self.expires_at_ms()).finish_non_exhaustive()
+    }
+}
+
+impl Challenge {
+    /// Wraps received bytes (checked when verified).
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] or [`Error::TrailingBytes`] if not exactly [`CHALLENGE_LEN`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        match bytes.len().cmp(&CHALLENGE_LEN) {
+            core::cmp::Ordering::Less => Err(Error::Truncated),
+            core::cmp::Ordering::Greater => Err(Error::TrailingBytes),
+            core::cmp::Ordering::Equal => Ok(Self(bytes.try_into().map_err(|_| Error::Truncated)?)),
+        }
+    }
+
+    /// The bytes to send.
+    pub const fn as_bytes(&self) -> &[u8; CHALLENGE_LEN] {
+        &self.0
+    }
+
+    /// The expiry it carries (authenticated only once verified).
+    pub fn expires_at_ms(&self) -> u64 {
+        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        u64::from_be_bytes([a, b, c, d, e, f, g, h])
+    }
+
+    fn random(&self) -> [u8; CHALLENGE_RANDOM_LEN] {
+        let mut r = [0u8; CHALLENGE_RANDOM_LEN];
+        r.copy_from_slice(self.0.get(8..8 + CHALLENGE_RANDOM_LEN).unwrap_or(&[0u8; CHALLENGE_RANDOM_LEN]));
+        r
+    }
+
+    /// The first 96 random bits: the key of the used set.
+    fn id(&self) -> [u8; 12] {
+        let mut id = [0u8; 12];
+        id.copy_from_slice(self.0.get(8..20).unwrap_or(&[0u8; 12]));
+        id
+    }
+
+    fn tag(&self) -> &[u8] {
+        self.0.get(8 + CHALLENGE_RANDOM_LEN..).unwrap_or_default()
+    }
+
+    fn signed_part(&self) -> &[u8] {
+        self.0.get(..8 + CHALLENGE_RANDOM_LEN).unwrap_or_default()
+    }
+}
+
+/// Client side: binds a challenge to the exact request bytes:
+/// `challenge ‖ SHA-256(request)`.
+pub fn bind<P: CryptoProvider>(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
+    let mut out = [0u8; BINDING_LEN];
+    let (c, h) = out.split_at_mut(CHALLENGE_LEN);
+    c.copy_from_slice(challenge.as_bytes());
+    h.copy_from_slice(&P::sha256(&[request]));
+    out
+}
+
+/// Splits and checks a binding against the request, in constant time.
+fn split_binding<P: CryptoProvider>(binding: &[u8], request: &[u8]) -> Result<(Challenge, subtle::Choice)> {
+    let (c, h) = binding.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
+    match h.len().cmp(&32) {
+        core::cmp::Ordering::Less => return Err(Error::Truncated),
+        core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
+        core::cmp::Ordering::Equal => {}
+    }
+    let matches = P::sha256(&[request]).ct_eq(h);
+    Ok((Challenge::from_bytes(c)?, matches))
+}
+
+/// The stateless issuer: MAC-tagged challenges and a bounded used set of `N`.
+pub struct StatelessChallenges<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
+    mac_key: Secret<32>,
+    ttl_ms: u64,
+    used: NonceRing<N>,
+    audit: Audit,
+    _p: PhantomData<P>,
+}
+
+impl<P: CryptoProvider, const N: usize> core::fmt::Debug for StatelessChallenges<P, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StatelessChallenges")
+            .field("ttl_ms", &self.ttl_ms)
+            .field("used", &self.used.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
+    /// An issuer with a secret MAC key, a challenge lifetime, and a secret
+    /// hash key for the used set.
+    pub fn new(mac_key: Secret<32>, ttl_ms: u64, hash_key: [u8; 16]) -> Self {
+        // A used entry is "fresh" from now until now + ttl (its expiry).
+        let freshness = Freshness { max_age_ms: 0, max_future_skew_ms: ttl_ms };
+        Self { mac_key, ttl_ms, used: NonceRing::new(freshness, hash_key), audit: Audit::new(), _p: PhantomData }
+    }
+
+    fn mac(&self, signed: &[u8]) -> [u8; 32] {
+        P::hmac_sha256(self.mac_key.expose(), &[CHALLENGE_MAC_LABEL, signed])
+    }
+
+    /// Issues a challenge expiring `ttl_ms` from now. Keeps no state.
+    ///
+    /// # Errors
+    /// [`Error::Rng`] if the RNG fails.
+    pub fn issue<R: TryCryptoRng + ?Sized>(&self, rng: &mut R, clock: &impl Clock) -> Result<Challenge> {
+        let mut signed = [0u8; 8 + CHALLENGE_RANDOM_LEN];
+        let (expiry, random) = signed.split_at_mut(8);
+        expiry.copy_from_slice(&clock.now_ms().saturating_add(self.ttl_ms).to_be_bytes());
+        fill_random(rng, random)?;
+        let mac = self.mac(&signed);
+        let mut c = [0u8; CHALLENGE_LEN];
+        let (head, tag) = c.split_at_mut(8 + CHALLENGE_RANDOM_LEN);
+        head.copy_from_slice(&signed);
+        tag.copy_from_slice(mac.get(..16).ok_or(Error::Encode)?);
+        Ok(Challenge(c))
+    }
+
+    /// Checks a challenge without committing. Pure.
+    fn check(&self, c: &Challenge, now: u64) -> Result<()> {
+        let mac = self.mac(c.signed_part());
+        if !bool::from(mac.get(..16).unwrap_or_default().ct_eq(c.tag())) {
+            return Err(Error::Authentication);
+        }
+        match self.used.check(&c.id(), c.expires_at_ms(), now) {
+            Ok(()) => Ok(()),
+            Err(Error::Replay) => Err(Error::Replay),
+            // Past its expiry, or at or below the used set's floor.
+            Err(_) => Err(Error::Expired),
+        }
+    }
+
+    fn record(&mut self, r: Result<()>) -> Result<()> {
+        if let Err(e) = r {
+            if e == Error::Replay {
+                self.audit.challenge_reused();
+            } else {
+                self.audit.record(e);
+            }
+        }
+        r
+    }
+
+    /// Verifies a bare challenge and marks it used.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] (forged), [`Error::Expired`], [`Error::Replay`].
+    pub fn verify(&mut self, clock: &impl Clock, challenge: &Challenge) -> Result<()> {
+        let now = clock.now_ms();
+        let r = self.check(challenge, now);
+        if r.is_ok() {
+            self.commit(challenge, now);
+        }
+        self.record(r)
+    }
+
+    /// Verifies a binding `challenge ‖ SHA-256(request)` against the
+    /// request bytes received, and marks the challenge used.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`], [`Error::TrailingBytes`],
+    /// [`Error::Authentication`] (forged), [`Error::Expired`],
+    /// [`Error::Replay`], [`Error::RequestMismatch`].
+    pub fn verify_bound(&mut self, clock: &impl Clock, binding: &[u8], request: &[u8]) -> Result<()> {
+        let now = clock.now_ms();
+        let r = split_binding::<P>(binding, request).and_then(|(c, matches)| {
+            self.check(&c, now)?;
+            if !bool::from(matches) {
+                return Err(Error::RequestMismatch);
+            }
+            Ok(c)
+        });
+        match r {
+            Ok(c) => {
+                self.commit(&c, now);
+                Ok(())
+            }
+            Err(e) => self.record(Err(e)),
+        }
+    }
+
+    fn commit(&mut self, c: &Challenge, now: u64) {
+        if self.used.commit(&c.id(), c.expires_at_ms(), now) == Some(crate::replay::Commit::EvictedFresh) {
+            self.audit.pressure();
+        }
+        self.audit.accept();
+    }
+
+    /// The used set (for snapshots and inspection).
+    pub const fn used(&self) -> &NonceRing<N> {
+        &self.used
+    }
+
+    /// Audit counters: `challenge_reused`, `auth_failed`, `stale`, `ring_pressure`.
+    pub const fn audit(&self) -> &Audit {
+        &self.audit
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Issued {
+    random: [u8; CHALLENGE_RANDOM_LEN],
+    expires_at_ms: u64,
+}
+
+/// The stateful issuer: up to `N` outstanding challenges, each removed when
+/// used. Issuing into a full table drops the oldest (that challenge then
+/// fails as [`Error::Expired`]), which fails closed.
+///
+/// Its challenges have the same layout as stateless ones with an all-zero tag.
+pub struct ChallengeTable<const N: usize = 16> {
+    slots: [Option<Issued>; N],
+    next: usize,
+    ttl_ms: u64,
+    audit: Audit,
+}
+
+impl<const N: usize> core::fmt::Debug for ChallengeTable<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChallengeTable").field("ttl_ms", &self.ttl_ms).finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize> ChallengeTable<N> {
+    /// An empty table.
+    pub const fn new(ttl_ms: u64) -> Self {
+        Self { slots: [None; N], next: 0, ttl_ms, audit: Audit::new() }
+    }
+
+    /// Issues and records a challenge.
+    ///
+    /// # Errors
+    /// [`Error::Rng`] if the RNG fails.
+    pub fn issue<R: TryCryptoRng + ?Sized>(&mut self, rng: &mut R, clock: &impl Clock) -> Result<Challenge> {
+        let mut random = [0u8; CHALLENGE_RANDOM_LEN];
+        fill_random(rng, &mut random)?;
+        let expires_at_ms = clock.now_ms().saturating_add(self.ttl_ms);
+        let slot = self.next.checked_rem(N).unwrap_or(0);
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(Issued { random, expires_at_ms });
+        }
+        self.next = slot.wrapping_add(1);
+        let mut c = [0u8; CHALLENGE_LEN];
+        let (e, rest) = c.split_at_mut(8);
+        e.copy_from_slice(&expires_at_ms.to_be_bytes());
+        if let Some(r) = rest.get_mut(..CHALLENGE_RANDOM_LEN) {
+            r.copy_from_slice(&random);
+        }
+        Ok(Challenge(c))
+    }
+
+    fn find(&self, c: &Challenge) -> Option<usize> {
+        let random = c.random();
+        // Constant time in the challenge bytes: every slot is compared.
+        let mut found = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(s) = s {
+                if bool::from(s.random.ct_eq(&random)) {
+                    found = Some(i);
+                }
+            }
+        }
+        found
+    }
+
+    /// Verifies a binding against the request and removes the challenge.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`], [`Error::TrailingBytes`], [`Error::Replay`]
+    /// (unknown: never issued, already used, or dropped), [`Error::Expired`],
+    /// [`Error::RequestMismatch`].
+    pub fn verify_bound<P: CryptoProvider>(&mut self, clock: &impl Clock, binding: &[u8], request: &[u8]) -> Result<()> {
+        let now = clock.now_ms();
+        let r = split_binding::<P>(binding, request).and_then(|(c, matches)| {
+            let i = self.find(&c).ok_or(Error::Replay)?;
+            let issued = self.slots.get(i).copied().flatten().ok_or(Error::Replay)?;
+            if now > issued.expires_at_ms || c.expires_at_ms() != issued.expires_at_ms {
+                return Err(Error::Expired);
+            }
+            if !bool::from(matches) {
+                return Err(Error::RequestMismatch);
+            }
+            Ok(i)
+        });
+        match r {
+            Ok(i) => {
+                if let Some(s) = self.slots.get_mut(i) {
+                    *s = None;
+                }
+                self.audit.accept();
+                Ok(())
+            }
+            Err(e) => {
+                if e == Error::Replay {
+                    self.audit.challenge_reused();
+                } else {
+                    self.audit.record(e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Audit counters.
+    pub const fn audit(&self) -> &Audit {
+        &self.audit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    struct Seq(u8);
+    impl rand_core::TryRng for Seq {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> core::result::Result<u32, Self::Error> {
+            Ok(0)
+        }
+        fn try_next_u64(&mut self) -> core::result::Result<u64, Self::Error> {
+            Ok(0)
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> core::result::Result<(), Self::Error> {
+            self.0 = self.0.wrapping_add(1);
+            d.fill(self.0);
+            Ok(())
+        }
+    }
+    impl rand_core::TryCryptoRng for Seq {}
+
+    #[test]
+    fn stateless_lifecycle() {
+        let clock = ManualClock::new(10_000);
+        let mut s = StatelessChallenges::<RustCrypto, 4>::new(Secret::new([5; 32]), 1_000, [1; 16]);
+        let mut rng = Seq(0);
+        let c = s.issue(&mut rng, &clock).unwrap();
+        let b = bind::<RustCrypto>(&c, b"POST /pay 10");
+        assert_eq!(s.verify_bound(&clock, &b, b"POST /pay 99"), Err(Error::RequestMismatch));
+        s.verify_bound(&clock, &b, b"POST /pay 10").unwrap();
+        assert_eq!(s.verify_bound(&clock, &b, b"POST /pay 10"), Err(Error::Replay));
+        assert_eq!(s.audit().challenge_reused, 1);
+        let mut forged = b;
+        forged[3] ^= 1; // push the expiry
+        assert_eq!(s.verify_bound(&clock, &forged, b"POST /pay 10"), Err(Error::Authentication));
+        let c2 = s.issue(&mut rng, &clock).unwrap();
+        clock.advance(1_001);
+        assert_eq!(s.verify(&clock, &c2), Err(Error::Expired));
+        assert_eq!(s.verify_bound(&clock, &b[..10], b""), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn table_lifecycle() {
+        let clock = ManualClock::new(10_000);
+        let mut t = ChallengeTable::<2>::new(1_000);
+        let mut rng = Seq(0);
+        let c = t.issue(&mut rng, &clock).unwrap();
+        let b = bind::<RustCrypto>(&c, b"req");
+        t.verify_bound::<RustCrypto>(&clock, &b, b"req").unwrap();
+        assert_eq!(t.verify_bound::<RustCrypto>(&clock, &b, b"req"), Err(Error::Replay));
+        let old = t.issue(&mut rng, &clock).unwrap();
+        t.issue(&mut rng, &clock).unwrap();
+        t.issue(&mut rng, &clock).unwrap(); // drops `old`
+        assert_eq!(t.verify_bound::<RustCrypto>(&clock, &bind::<RustCrypto>(&old, b"r"), b"r"), Err(Error::Replay));
+    }
+}

@@ -1,0 +1,1 @@
+//! HPKE (RFC 9180): being written.

@@ -1,0 +1,1 @@
+//! Chunked sealing of large payloads (STREAM): being written.
