@@ -22,6 +22,7 @@ pub mod secret;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod token;
 pub mod wire;
 
 pub use audit::Audit;

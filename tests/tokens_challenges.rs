@@ -1,0 +1,157 @@
+//! Tokens and challenges through the public API: every rejection the
+//! issue lists, with its typed error.
+#![allow(
+    missing_docs,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use oncewire::challenge::{StatelessChallenges, bind};
+use oncewire::clock::ManualClock;
+use oncewire::device::{DeviceSigner, SoftwareSigner};
+use oncewire::provider::CryptoProvider;
+use oncewire::rng::OsRng;
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove, thumbprint};
+use oncewire::{Clock, Error, RustCrypto, Secret};
+
+const NOW: u64 = 1_767_225_600_000;
+
+struct World {
+    issuer: TokenIssuer,
+    device: SoftwareSigner,
+    token: Vec<u8>,
+}
+
+fn claims<'a>(cnf: [u8; 32], aud: &'a str) -> Claims<'a> {
+    Claims {
+        iss: "https://auth.example",
+        sub: b"lock-0042",
+        aud,
+        iat: NOW,
+        nbf: NOW,
+        exp: NOW + 300_000,
+        jti: &[7; 16],
+        cnf,
+    }
+}
+
+fn world() -> World {
+    let mut rng = OsRng;
+    let issuer = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut rng).unwrap());
+    let device = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    let cnf = thumbprint::<RustCrypto>(&device.public_key().unwrap());
+    let mut buf = [0u8; 512];
+    let n = issuer.issue(&claims(cnf, "api.example"), &mut buf).unwrap();
+    World { issuer, device, token: buf[..n].to_vec() }
+}
+
+#[test]
+fn a_good_token_verifies_with_its_device_proof() {
+    let mut w = world();
+    let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
+    let req = RustCrypto::sha256(&[b"POST /unlock"]);
+    let proof = prove::<RustCrypto, _>(&mut w.device, &w.token, &req).unwrap();
+    let ok = v.verify_bound(&w.token, NOW + 1, &w.device.public_key().unwrap(), &req, &proof).unwrap();
+    assert!(ok.key_bound());
+    assert_eq!(ok.claims().sub, b"lock-0042");
+    println!("token size: {} bytes", w.token.len());
+}
+
+#[test]
+fn every_bad_token_is_rejected_with_its_error() {
+    let mut w = world();
+    let pk = w.device.public_key().unwrap();
+    let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
+    let req = RustCrypto::sha256(&[b"POST /unlock"]);
+    let proof = prove::<RustCrypto, _>(&mut w.device, &w.token, &req).unwrap();
+
+    // Signed by another key.
+    let other = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut OsRng).unwrap());
+    let mut buf = [0u8; 512];
+    let n = other.issue(&claims(thumbprint::<RustCrypto>(&pk), "api.example"), &mut buf).unwrap();
+    assert_eq!(v.verify(&buf[..n], NOW).unwrap_err(), Error::Authentication);
+    // For another audience.
+    let n = w.issuer.issue(&claims(thumbprint::<RustCrypto>(&pk), "admin.example"), &mut buf).unwrap();
+    assert_eq!(v.verify(&buf[..n], NOW).unwrap_err(), Error::WrongAudience);
+    // Expired (beyond leeway) and not yet valid (beyond leeway); inside the leeway both pass.
+    assert_eq!(v.verify(&w.token, NOW + 300_000 + 5_001).unwrap_err(), Error::Expired);
+    v.verify(&w.token, NOW + 300_000 + 5_000).unwrap();
+    assert_eq!(v.verify(&w.token, NOW - 5_001).unwrap_err(), Error::NotYetValid);
+    v.verify(&w.token, NOW - 5_000).unwrap();
+    // Bound to another device key: a thief's own key and proof.
+    let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let thief_proof = prove::<RustCrypto, _>(&mut thief, &w.token, &req).unwrap();
+    assert_eq!(
+        v.verify_bound(&w.token, NOW, &thief.public_key().unwrap(), &req, &thief_proof).unwrap_err(),
+        Error::KeyMismatch
+    );
+    // The genuine device key claimed, but the thief cannot make its proof.
+    assert_eq!(v.verify_bound(&w.token, NOW, &pk, &req, &thief_proof).unwrap_err(), Error::Authentication);
+    // The genuine proof for another request.
+    let other_req = RustCrypto::sha256(&[b"POST /unlock-all"]);
+    assert_eq!(v.verify_bound(&w.token, NOW, &pk, &other_req, &proof).unwrap_err(), Error::Authentication);
+    // One claim byte changed, anywhere in the claims: never accepted.
+    let claims_len = w.token.len() - 64;
+    for i in 0..claims_len {
+        let mut t = w.token.clone();
+        t[i] ^= 0x01;
+        assert!(v.verify(&t, NOW).is_err(), "byte {i} changed and still verified");
+    }
+    // Signature bytes changed.
+    let mut t = w.token.clone();
+    t[claims_len + 5] ^= 0x80;
+    assert_eq!(v.verify(&t, NOW).unwrap_err(), Error::Authentication);
+    // Trailing bytes and truncation.
+    let mut t = w.token.clone();
+    t.push(0);
+    assert_eq!(v.verify(&t, NOW).unwrap_err(), Error::TrailingBytes);
+    assert_eq!(v.verify(&w.token[..w.token.len() - 1], NOW).unwrap_err(), Error::Truncated);
+    assert_eq!(v.verify(&w.token[..3], NOW).unwrap_err(), Error::Decode);
+}
+
+#[test]
+fn challenges_are_single_use_expiring_unforgeable_and_bound() {
+    let clock = ManualClock::new(NOW);
+    let mut rng = OsRng;
+    let mut server = StatelessChallenges::<RustCrypto, 64>::new(Secret::new([9; 32]), 30_000, [4; 16]);
+    let c = server.issue(&mut rng, &clock).unwrap();
+    assert_eq!(c.expires_at_ms(), clock.now_ms() + 30_000);
+    let request = br#"{"op":"transfer","amount":10}"#;
+    let binding = bind::<RustCrypto>(&c, request);
+    // Mismatched request.
+    assert_eq!(server.verify_bound(&clock, &binding, br#"{"op":"transfer","amount":99}"#), Err(Error::RequestMismatch));
+    // Forged: a challenge from a server with another key.
+    let other = StatelessChallenges::<RustCrypto, 4>::new(Secret::new([8; 32]), 30_000, [4; 16]);
+    let forged = other.issue(&mut rng, &clock).unwrap();
+    assert_eq!(server.verify_bound(&clock, &bind::<RustCrypto>(&forged, request), request), Err(Error::Authentication));
+    // Answered once, then a second time.
+    server.verify_bound(&clock, &binding, request).unwrap();
+    assert_eq!(server.verify_bound(&clock, &binding, request), Err(Error::Replay));
+    assert_eq!(server.audit().challenge_reused, 1);
+    // Expired.
+    let late = server.issue(&mut rng, &clock).unwrap();
+    clock.advance(30_001);
+    assert_eq!(server.verify_bound(&clock, &bind::<RustCrypto>(&late, request), request), Err(Error::Expired));
+}
+
+#[test]
+fn the_used_set_never_opens_a_replay_hole_under_a_flood() {
+    let clock = ManualClock::new(NOW);
+    let mut rng = OsRng;
+    let mut server = StatelessChallenges::<RustCrypto, 8>::new(Secret::new([9; 32]), 60_000, [4; 16]);
+    let mut answered = Vec::new();
+    for i in 0..200u64 {
+        let c = server.issue(&mut rng, &clock).unwrap();
+        let b = bind::<RustCrypto>(&c, &i.to_be_bytes());
+        server.verify_bound(&clock, &b, &i.to_be_bytes()).unwrap();
+        answered.push((b, i));
+        clock.advance(7);
+    }
+    assert!(server.audit().ring_pressure > 0);
+    for (b, i) in &answered {
+        assert!(server.verify_bound(&clock, b, &i.to_be_bytes()).is_err(), "challenge {i} accepted twice");
+    }
+}
