@@ -316,7 +316,12 @@ impl<const N: usize> ChallengeTable<N> {
     /// [`Error::Truncated`], [`Error::TrailingBytes`], [`Error::Replay`]
     /// (unknown: never issued, already used, or dropped), [`Error::Expired`],
     /// [`Error::RequestMismatch`].
-    pub fn verify_bound<P: CryptoProvider>(&mut self, clock: &impl Clock, binding: &[u8], request: &[u8]) -> Result<()> {
+    pub fn verify_bound<P: CryptoProvider>(
+        &mut self,
+        clock: &impl Clock,
+        binding: &[u8],
+        request: &[u8],
+    ) -> Result<()> {
         let now = clock.now_ms();
         let r = split_binding::<P>(binding, request).and_then(|(c, matches)| {
             let i = self.find(&c).ok_or(Error::Replay)?;
