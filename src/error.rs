@@ -47,6 +47,9 @@ pub enum Error {
     BufferTooSmall,
     /// Caller: the payload is larger than the wire format allows.
     PayloadTooLarge,
+    /// Caller: a fixed-capacity table is full (sessions, pending handshakes).
+    /// Nothing was inserted; sweep expired entries or raise the capacity.
+    CapacityExceeded,
     /// Caller: the key reached its invocation or sequence limit. Rekey now;
     /// nothing was sealed.
     KeyExhausted,
@@ -91,6 +94,7 @@ impl fmt::Display for Error {
             Error::Decode => f.write_str("decode failed"),
             Error::BufferTooSmall => f.write_str("buffer too small"),
             Error::PayloadTooLarge => f.write_str("payload too large"),
+            Error::CapacityExceeded => f.write_str("capacity exceeded"),
             Error::KeyExhausted => f.write_str("key exhausted: rekey required"),
             Error::Expired => f.write_str("expired"),
             Error::NotYetValid => f.write_str("not yet valid"),

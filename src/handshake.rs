@@ -260,6 +260,9 @@ impl<P: CryptoProvider> ClientHandshake<P> {
 
     /// [`Self::start`] with a caller-chosen ephemeral key and handshake id:
     /// for test vectors only (feature `test-vectors`).
+    ///
+    /// # Errors
+    /// As [`Self::start`].
     #[cfg(feature = "test-vectors")]
     pub fn start_with(
         server_static: PublicKey,
@@ -439,6 +442,9 @@ impl<P: CryptoProvider> ServerKey<P> {
 
     /// [`Self::accept`] with a caller-chosen ephemeral key: for test vectors
     /// only (feature `test-vectors`).
+    ///
+    /// # Errors
+    /// As [`Self::accept`].
     #[cfg(feature = "test-vectors")]
     pub fn accept_with(
         &self,

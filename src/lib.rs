@@ -22,6 +22,9 @@ pub mod secret;
 pub mod session;
 pub mod store;
 pub mod stream;
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+pub mod table;
 pub mod token;
 pub mod wire;
 
