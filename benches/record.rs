@@ -1,1 +1,2 @@
+//! Placeholder until the record benches land.
 fn main() {}

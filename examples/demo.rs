@@ -1,130 +1,543 @@
-//! `cargo run --example demo`: oncewire end to end in one process.
+//! `cargo run --example demo`: an oncewire server and client over loopback TCP.
 //!
-//! Shows sealing and opening with both nonce strategies, then plays the
-//! attacks and checks each is rejected with its typed error. Exits non-zero
-//! if any expected outcome did not happen.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+//! The transcript shows device enrollment, the handshake, sealed requests and
+//! responses, a challenge-bound high-value request and a token check, then
+//! plays attacks (a replayed frame, a changed byte, an expired token, a stolen
+//! token used without the device key) and shows each rejected with its typed
+//! error. It exits 0 only if every expected outcome happened.
+//!
+//! Options:
+//! - `--server ADDR`: run only the server (for the firmware and the Python
+//!   peer), e.g. `--server 127.0.0.1:7878`; with `--print-key` it prints the
+//!   server's public key; `--connections N` stops after N connections.
+//! - `--client ADDR`: run only the client against a running server.
+//!
+//! The TCP transport is the demo envelope of `SPEC.md` Appendix A:
+//! `kind (1 byte) ‖ length (u16 BE) ‖ bytes`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 
+use oncewire::challenge::{BINDING_LEN, Challenge, StatelessChallenges, bind};
 use oncewire::clock::SystemClock;
-use oncewire::replay::{Freshness, NonceRing};
+use oncewire::device::{
+    DeviceId, DeviceSignature, DeviceSigner, EnrollmentChallenge, EnrollmentRequest, SoftwareSigner,
+};
+use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
+use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::rng::{OsRng, TryRng};
-use oncewire::wire::{HEADER_LEN, buffer_len};
-use oncewire::{CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, RustCrypto, Secret};
+use oncewire::session::{Limits, Peer, Received, Session};
+use oncewire::table::SessionTable;
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove, thumbprint};
+use oncewire::wire::{Frame, FrameType, HEADER_LEN, NonceField, buffer_len};
+use oncewire::{Clock, Error, RustCrypto, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
+
+// --- demo envelope (SPEC.md Appendix A) --------------------------------------
+
+const ENROLL_BEGIN: u8 = 1;
+const ENROLL_CHALLENGE: u8 = 2;
+const ENROLL_ANSWER: u8 = 3;
+const OK: u8 = 4;
+const FRAME: u8 = 5;
+const TOKEN_USE: u8 = 6;
+const SERVER_KEY: u8 = 7;
+const REJECTED: u8 = 15;
+
+fn send(s: &mut TcpStream, kind: u8, body: &[u8]) {
+    let len = u16::try_from(body.len()).expect("envelope body fits u16");
+    let mut msg = Vec::with_capacity(3 + body.len());
+    msg.push(kind);
+    msg.extend_from_slice(&len.to_be_bytes());
+    msg.extend_from_slice(body);
+    s.write_all(&msg).expect("send");
+}
+
+fn recv(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 3];
+    s.read_exact(&mut head).ok()?;
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[1], head[2]]))];
+    s.read_exact(&mut body).ok()?;
+    Some((head[0], body))
+}
+
+/// What a client asks for inside a sealed record (postcard).
+#[derive(Serialize, Deserialize, Debug)]
+enum AppRequest<'a> {
+    Ping(&'a str),
+    GetChallenge,
+    /// A high-value order and its binding `challenge ‖ SHA-256(order)`.
+    Pay {
+        order: &'a [u8],
+        binding: &'a [u8],
+    },
+    GetToken {
+        lifetime_ms: u64,
+    },
+}
+
+/// What the server answers inside a sealed response (postcard).
+#[derive(Serialize, Deserialize, Debug)]
+enum AppResponse<'a> {
+    Text(&'a str),
+    Challenge(&'a [u8]),
+    Token(&'a [u8]),
+    Rejected(&'a str),
+}
+
+/// Enrollment answer and token use, outside a session (postcard).
+#[derive(Serialize, Deserialize)]
+struct EnrollAnswer<'a> {
+    device_id: &'a [u8],
+    public_key: &'a [u8],
+    signature: &'a [u8],
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenUse<'a> {
+    token: &'a [u8],
+    device_public_key: &'a [u8],
+    proof: &'a [u8],
+    request: &'a [u8],
+}
+
+// --- server ------------------------------------------------------------------
+
+struct Server {
+    key: ServerKey,
+    tokens: TokenIssuer,
+    challenges: StatelessChallenges<RustCrypto, 1024>,
+    devices: HashMap<DeviceId, PublicKey>,
+    table: SessionTable,
+}
+
+struct Enrolled<'a>(&'a HashMap<DeviceId, PublicKey>);
+impl oncewire::device::DeviceKeys for Enrolled<'_> {
+    fn device_key(&self, device: &DeviceId) -> Option<PublicKey> {
+        self.0.get(device).copied()
+    }
+}
+
+impl Server {
+    fn new() -> Self {
+        let mut rng = OsRng;
+        let mut mac = [0u8; 32];
+        let mut hash_key = [0u8; 16];
+        rng.try_fill_bytes(&mut mac).unwrap();
+        rng.try_fill_bytes(&mut hash_key).unwrap();
+        Self {
+            key: ServerKey::generate(&mut rng).unwrap(),
+            tokens: TokenIssuer::new(RustCrypto::signing_key_generate(&mut rng).unwrap()),
+            challenges: StatelessChallenges::new(Secret::new(mac), 30_000, hash_key),
+            devices: HashMap::new(),
+            table: SessionTable::new(10_000, 1_000, 30_000),
+        }
+    }
+
+    fn serve(&mut self, listener: &TcpListener, connections: Option<usize>) {
+        let mut served = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            self.connection(&mut stream);
+            served += 1;
+            if connections.is_some_and(|n| served >= n) {
+                return;
+            }
+        }
+    }
+
+    fn reject(s: &mut TcpStream, what: &str, e: Error) {
+        println!("    server: rejected {what}: Error::{e:?}");
+        send(s, REJECTED, format!("{e:?}").as_bytes());
+    }
+
+    fn connection(&mut self, s: &mut TcpStream) {
+        let clock = SystemClock;
+        let mut rng = OsRng;
+        let mut enrollment: Option<EnrollmentChallenge> = None;
+        while let Some((kind, mut body)) = recv(s) {
+            match kind {
+                SERVER_KEY => send(s, SERVER_KEY, self.key.public_key().as_bytes()),
+                ENROLL_BEGIN => {
+                    let c = EnrollmentChallenge::issue(&mut rng, clock.now_ms(), 60_000).unwrap();
+                    send(s, ENROLL_CHALLENGE, c.nonce());
+                    enrollment = Some(c);
+                }
+                ENROLL_ANSWER => {
+                    let r = (|| {
+                        let a: EnrollAnswer<'_> = postcard::from_bytes(&body).map_err(|_| Error::Decode)?;
+                        let request = EnrollmentRequest {
+                            device: DeviceId::new(a.device_id)?,
+                            public_key: PublicKey::from_sec1_uncompressed(a.public_key)?,
+                            signature: DeviceSignature::from_bytes(a.signature)?,
+                        };
+                        enrollment.take().ok_or(Error::Expired)?.verify::<RustCrypto>(&request, clock.now_ms())
+                    })();
+                    match r {
+                        Ok(d) => {
+                            println!("    server: enrolled {:?}", d.device);
+                            self.devices.insert(d.device, d.public_key);
+                            send(s, OK, b"enrolled");
+                        }
+                        Err(e) => Self::reject(s, "enrollment", e),
+                    }
+                }
+                FRAME => self.frame(s, &mut body),
+                TOKEN_USE => {
+                    let verifier = TokenVerifier::<RustCrypto>::new(*self.tokens.public_key(), "demo-api", 0);
+                    let r = (|| {
+                        let u: TokenUse<'_> = postcard::from_bytes(&body).map_err(|_| Error::Decode)?;
+                        let pk = PublicKey::from_sec1_uncompressed(u.device_public_key)?;
+                        let request_hash = RustCrypto::sha256(&[u.request]);
+                        verifier.verify_bound(u.token, clock.now_ms(), &pk, &request_hash, u.proof).map(|_| ())
+                    })();
+                    match r {
+                        Ok(()) => send(s, OK, b"token accepted"),
+                        Err(e) => Self::reject(s, "token", e),
+                    }
+                }
+                other => Self::reject(s, &format!("envelope kind {other}"), Error::UnexpectedFrame),
+            }
+        }
+    }
+
+    fn frame(&mut self, s: &mut TcpStream, frame: &mut [u8]) {
+        let clock = SystemClock;
+        let mut rng = OsRng;
+        let ty = match Frame::new_checked(&*frame) {
+            Ok(f) => f.header().frame_type,
+            Err(e) => return Self::reject(s, "frame", e),
+        };
+        match ty {
+            FrameType::HandshakeInit => {
+                let mut out = [0u8; MAX_HANDSHAKE_LEN];
+                match self.key.accept(&mut rng, &clock, frame, Limits::DEFAULT, &mut out) {
+                    Ok((pending, n)) => match self.table.begin(&clock, pending) {
+                        Ok(()) => send(s, FRAME, &out[..n]),
+                        Err(e) => Self::reject(s, "handshake", e),
+                    },
+                    Err(e) => Self::reject(s, "handshake message 1", e),
+                }
+            }
+            FrameType::HandshakeFinish => {
+                let devices = Enrolled(&self.devices);
+                match self.table.finish(&clock, frame, &devices) {
+                    Ok(session) => {
+                        println!(
+                            "    server: session {} established with {:?}",
+                            hex(session.session_id()),
+                            session.peer()
+                        );
+                        send(s, OK, b"session established");
+                    }
+                    Err(e) => Self::reject(s, "handshake message 3", e),
+                }
+            }
+            _ => {
+                let seq = match Frame::new_checked(&*frame).map(|f| f.header().nonce) {
+                    Ok(NonceField::Counter(q)) => q,
+                    _ => 0,
+                };
+                let (session, received) = match self.table.open(&clock, frame) {
+                    Ok(x) => x,
+                    Err(e) => return Self::reject(s, "record", e),
+                };
+                let Received::Record(opened) = received else {
+                    return send(s, OK, b"key updated");
+                };
+                let device = match session.peer() {
+                    Peer::Device(d) => *d,
+                    Peer::Server(_) => unreachable!("server sessions have device peers"),
+                };
+                let mut scratch = [0u8; 1024];
+                let reply: AppResponse<'_> = match postcard::from_bytes::<AppRequest<'_>>(opened.payload) {
+                    Ok(AppRequest::Ping(t)) => {
+                        let text = format!("pong: {t} (device {device:?})");
+                        let n = text.len().min(scratch.len());
+                        scratch[..n].copy_from_slice(&text.as_bytes()[..n]);
+                        AppResponse::Text(std::str::from_utf8(&scratch[..n]).unwrap_or("pong"))
+                    }
+                    Ok(AppRequest::GetChallenge) => {
+                        let c = self.challenges.issue(&mut rng, &clock).unwrap();
+                        scratch[..40].copy_from_slice(c.as_bytes());
+                        AppResponse::Challenge(&scratch[..40])
+                    }
+                    Ok(AppRequest::Pay { order, binding }) => {
+                        match self.challenges.verify_bound(&clock, binding, order) {
+                            Ok(()) => AppResponse::Text("payment accepted"),
+                            Err(e) => {
+                                println!("    server: rejected payment: Error::{e:?}");
+                                AppResponse::Rejected(match e {
+                                    Error::Replay => "Replay",
+                                    Error::RequestMismatch => "RequestMismatch",
+                                    Error::Expired => "Expired",
+                                    _ => "Authentication",
+                                })
+                            }
+                        }
+                    }
+                    Ok(AppRequest::GetToken { lifetime_ms }) => {
+                        let now = clock.now_ms();
+                        let cnf = thumbprint::<RustCrypto>(&self.devices[&device]);
+                        let mut jti = [0u8; 16];
+                        rng.try_fill_bytes(&mut jti).unwrap();
+                        let claims = Claims {
+                            iss: "oncewire-demo",
+                            sub: device.as_bytes(),
+                            aud: "demo-api",
+                            iat: now,
+                            nbf: now,
+                            exp: now + lifetime_ms,
+                            jti: &jti,
+                            cnf,
+                        };
+                        let n = self.tokens.issue(&claims, &mut scratch).unwrap();
+                        AppResponse::Token(&scratch[..n])
+                    }
+                    Err(_) => AppResponse::Rejected("Decode"),
+                };
+                let mut body = [0u8; 1200];
+                let n = postcard::to_slice(&reply, &mut body).unwrap().len();
+                let mut out = vec![0u8; buffer_len(n)];
+                let len = session.seal_response(&clock, seq, &body[..n], &mut out).unwrap();
+                send(s, FRAME, &out[..len]);
+            }
+        }
+    }
+}
+
+// --- client ------------------------------------------------------------------
 
 struct Transcript {
     failures: u32,
 }
 
 impl Transcript {
-    fn step(&mut self, what: &str, ok: bool, detail: &str) {
+    fn ok(&mut self, what: &str, ok: bool, detail: &str) {
         println!("  [{}] {what}: {detail}", if ok { " ok " } else { "FAIL" });
         if !ok {
             self.failures += 1;
         }
     }
+}
 
-    fn expect_err<T>(&mut self, what: &str, got: Result<T, Error>, want: Error) {
-        match got {
-            Err(e) if e == want => self.step(what, true, &format!("rejected with Error::{e:?} ({e})")),
-            Err(e) => self.step(what, false, &format!("rejected, but with {e:?} instead of {want:?}")),
-            Ok(_) => self.step(what, false, "ACCEPTED"),
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Client {
+    stream: TcpStream,
+    session: Session,
+    /// Sealed frames as they went on the wire, for the attacks.
+    captured: Vec<Vec<u8>>,
+}
+
+impl Client {
+    /// Seals a request, sends it, and opens the response bound to it.
+    fn call(&mut self, req: &AppRequest<'_>) -> Result<Vec<u8>, String> {
+        let clock = SystemClock;
+        let mut body = [0u8; 1024];
+        let n = postcard::to_slice(req, &mut body).unwrap().len();
+        let mut frame = vec![0u8; buffer_len(n)];
+        let seq = self.session.next_seq();
+        let len = self.session.seal(&clock, &body[..n], &mut frame).unwrap();
+        frame.truncate(len);
+        self.captured.push(frame.clone());
+        send(&mut self.stream, FRAME, &frame);
+        match recv(&mut self.stream) {
+            Some((FRAME, mut resp)) => match self.session.open_response(&clock, seq, &mut resp) {
+                Ok(o) => Ok(o.payload.to_vec()),
+                Err(e) => Err(format!("client could not open the response: {e:?}")),
+            },
+            Some((REJECTED, why)) => Err(String::from_utf8_lossy(&why).into_owned()),
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    }
+
+    /// Sends raw bytes as a frame and returns the server's verdict.
+    fn send_raw(&mut self, frame: &[u8]) -> String {
+        send(&mut self.stream, FRAME, frame);
+        match recv(&mut self.stream) {
+            Some((REJECTED, why)) => format!("Error::{}", String::from_utf8_lossy(&why)),
+            Some((k, _)) => format!("ACCEPTED (reply kind {k})"),
+            None => "connection closed".into(),
         }
     }
 }
 
-fn random<const N: usize>(rng: &mut OsRng) -> [u8; N] {
-    let mut b = [0u8; N];
-    rng.try_fill_bytes(&mut b).expect("OS RNG");
-    b
-}
-
-fn main() -> ExitCode {
+fn run_client(addr: &str) -> u32 {
     let clock = SystemClock;
     let mut rng = OsRng;
     let mut t = Transcript { failures: 0 };
+    let mut stream = TcpStream::connect(addr).expect("connect to the demo server");
+    let device = DeviceId::new(b"phone-7f3a").unwrap();
+    // Emulation only: a real app keeps this key in the Keystore / Secure Enclave.
+    let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
 
-    println!("oncewire demo: session records (counter nonces)");
-    let key = Secret::new(random::<32>(&mut rng));
-    let iv = random::<12>(&mut rng);
-    let sid = random::<8>(&mut rng);
-    let mut tx = CounterSender::<RustCrypto>::new(&key, Secret::new(iv), sid, 0).unwrap();
-    let mut rx =
-        CounterReceiver::<RustCrypto, 32>::new(&key, Secret::new(iv), sid).unwrap().with_freshness(Freshness::DEFAULT);
+    println!("1. pinning: the app ships with the server's static key");
+    send(&mut stream, SERVER_KEY, &[]);
+    let (_, key) = recv(&mut stream).unwrap();
+    let server_key = PublicKey::from_sec1_uncompressed(&key).unwrap();
+    println!("  server key {}…", &hex(&key)[..24]);
 
-    let mut frames = Vec::new();
-    for msg in ["GET /profile", "POST /score 9001", "GET /inventory"] {
-        let mut buf = vec![0u8; buffer_len(msg.len())];
-        let n = tx.seal(&clock, msg.as_bytes(), &mut buf).unwrap();
-        buf.truncate(n);
-        println!("  sealed {:>2} B payload -> {:>2} B frame, seq {}", msg.len(), n, tx.next_seq() - 1);
-        frames.push(buf);
+    println!("2. enrollment: the device proves possession of its hardware key");
+    send(&mut stream, ENROLL_BEGIN, &[]);
+    let (_, challenge) = recv(&mut stream).unwrap();
+    let req =
+        EnrollmentChallenge::answer::<RustCrypto, _>(&challenge.try_into().unwrap(), device, &mut signer).unwrap();
+    let sig = req.signature.to_raw_low_s().unwrap();
+    let mut buf = [0u8; 256];
+    let answer = postcard::to_slice(
+        &EnrollAnswer { device_id: device.as_bytes(), public_key: req.public_key.as_bytes(), signature: &sig },
+        &mut buf,
+    )
+    .unwrap();
+    send(&mut stream, ENROLL_ANSWER, answer);
+    let (kind, _) = recv(&mut stream).unwrap();
+    t.ok("device enrolled", kind == OK, &format!("{device:?}"));
+
+    println!("3. handshake: Noise NK over P-256, then the device signs the handshake hash");
+    let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
+    let (hs, n1) = ClientHandshake::<RustCrypto>::start(server_key, &mut rng, &clock, &mut m1).unwrap();
+    send(&mut stream, FRAME, &m1[..n1]);
+    let (_, m2) = recv(&mut stream).unwrap();
+    let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
+    let (session, n3) = hs.finish::<_, 32>(&clock, &m2, device, &mut signer, Limits::DEFAULT, &mut m3).unwrap();
+    send(&mut stream, FRAME, &m3[..n3]);
+    let (kind, _) = recv(&mut stream).unwrap();
+    t.ok(
+        "session established",
+        kind == OK,
+        &format!("messages of {n1}, {} and {n3} bytes; session {}", m2.len(), hex(session.session_id())),
+    );
+    let mut c = Client { stream, session, captured: Vec::new() };
+
+    println!("4. sealed requests and responses (each response bound to its request)");
+    for text in ["hello", "GET /profile"] {
+        let r = c.call(&AppRequest::Ping(text));
+        let shown = r.as_ref().map(|b| format!("{:?}", postcard::from_bytes::<AppResponse<'_>>(b)));
+        t.ok(&format!("request {text:?}"), r.is_ok(), &format!("{shown:?}"));
     }
-    // Deliver out of order: 2, 0, 1.
-    for i in [2usize, 0, 1] {
-        let mut f = frames[i].clone();
-        let opened = rx.open_in_place(&clock, &mut f).map(|o| String::from_utf8_lossy(o.payload).into_owned());
-        t.step(&format!("open frame {i} (out of order)"), opened.is_ok(), &format!("{opened:?}"));
-    }
 
-    println!("attacks on the session:");
-    let mut replay = frames[1].clone();
-    t.expect_err("replay a captured frame", rx.open_in_place(&clock, &mut replay), Error::Replay);
-    let window_before = rx.window().clone();
-    let msg = b"POST /transfer amount=10";
-    let mut fresh = vec![0u8; buffer_len(msg.len())];
-    let n = tx.seal(&clock, msg, &mut fresh).unwrap();
+    println!("5. a high-value request bound to a fresh server challenge");
+    let challenge = match c.call(&AppRequest::GetChallenge).map(|b| b.to_vec()) {
+        Ok(b) => match postcard::from_bytes::<AppResponse<'_>>(&b) {
+            Ok(AppResponse::Challenge(ch)) => Challenge::from_bytes(ch).unwrap(),
+            other => panic!("no challenge: {other:?}"),
+        },
+        Err(e) => panic!("no challenge: {e}"),
+    };
+    let order = b"pay 10.00 EUR to bob";
+    let binding: [u8; BINDING_LEN] = bind::<RustCrypto>(&challenge, order);
+    let r = c.call(&AppRequest::Pay { order, binding: &binding }).unwrap();
+    let accepted = matches!(postcard::from_bytes(&r), Ok(AppResponse::Text("payment accepted")));
+    t.ok("payment with its challenge", accepted, "challenge ‖ SHA-256(order) verified");
+    let r = c.call(&AppRequest::Pay { order, binding: &binding }).unwrap();
+    let replay = matches!(postcard::from_bytes(&r), Ok(AppResponse::Rejected("Replay")));
+    t.ok("the same challenge answered twice", replay, "rejected: Replay");
+    let c2 = match postcard::from_bytes::<AppResponse<'_>>(&c.call(&AppRequest::GetChallenge).unwrap()) {
+        Ok(AppResponse::Challenge(ch)) => Challenge::from_bytes(ch).unwrap(),
+        other => panic!("no challenge: {other:?}"),
+    };
+    let altered = b"pay 9999.00 EUR to mallory";
+    let r = c.call(&AppRequest::Pay { order: altered, binding: &bind::<RustCrypto>(&c2, order) }).unwrap();
+    let mismatch = matches!(postcard::from_bytes(&r), Ok(AppResponse::Rejected("RequestMismatch")));
+    t.ok("an altered order with a valid challenge", mismatch, "rejected: RequestMismatch");
+
+    println!("6. a short-lived token bound to the device key");
+    let token = match postcard::from_bytes::<AppResponse<'_>>(
+        &c.call(&AppRequest::GetToken { lifetime_ms: 60_000 }).unwrap(),
+    ) {
+        Ok(AppResponse::Token(tk)) => tk.to_vec(),
+        other => panic!("no token: {other:?}"),
+    };
+    let request = b"GET /api/orders";
+    let proof = prove::<RustCrypto, _>(&mut signer, &token, &RustCrypto::sha256(&[request])).unwrap();
+    let device_pk = signer.public_key().unwrap();
+    let verdict = use_token(&mut c.stream, &token, &device_pk, &proof, request);
+    t.ok(&format!("token of {} bytes with the device's proof", token.len()), verdict == "accepted", &verdict);
+
+    println!("7. attacks");
+    let captured = c.captured[0].clone();
+    let verdict = c.send_raw(&captured);
+    t.ok("replay a captured request frame", verdict == "Error::Replay", &verdict);
+
+    let body = postcard::to_slice(&AppRequest::Ping("transfer 10"), &mut buf).unwrap().to_vec();
+    let mut fresh = vec![0u8; buffer_len(body.len())];
+    let n = c.session.seal(&clock, &body, &mut fresh).unwrap();
     fresh.truncate(n);
     let mut tampered = fresh.clone();
-    tampered[HEADER_LEN + 21] ^= 0x02; // "10" becomes "30"
-    t.expect_err("change one byte of a frame", rx.open_in_place(&clock, &mut tampered), Error::Authentication);
-    let mut header_tamper = fresh.clone();
-    header_tamper[31] ^= 0x01; // timestamp
-    t.expect_err(
-        "change the timestamp in a header",
-        rx.open_in_place(&clock, &mut header_tamper),
-        Error::Authentication,
-    );
-    let mut truncated = fresh.clone();
-    truncated.pop();
-    t.expect_err("truncate a frame", rx.open_in_place(&clock, &mut truncated), Error::Truncated);
-    t.step("replay state unchanged by bad frames", rx.window() == &window_before, "window compares equal");
-    let opened = rx.open_in_place(&clock, &mut fresh).map(|o| String::from_utf8_lossy(o.payload).into_owned());
-    t.step("the untouched frame still opens", opened.is_ok(), &format!("{opened:?}"));
+    tampered[HEADER_LEN + 4] ^= 0x01;
+    let verdict = c.send_raw(&tampered);
+    t.ok("change one byte of a frame", verdict == "Error::Authentication", &verdict);
 
-    println!("oncewire demo: one-shot messages (random nonces)");
-    let long_key = Secret::new(random::<32>(&mut rng));
-    let key_id = *b"srv-key1";
-    let mut one_tx = OneShotSender::<RustCrypto>::new(&long_key, key_id, 0).unwrap().with_cap(3);
-    let ring = NonceRing::<256>::new(Freshness::DEFAULT, random::<16>(&mut rng));
-    let mut one_rx = OneShotReceiver::<RustCrypto, 256>::new(&long_key, key_id, ring).unwrap();
-    let msg = b"{\"op\":\"unlock\",\"door\":7}";
-    let mut buf = vec![0u8; buffer_len(msg.len())];
-    let n = one_tx.seal(&mut rng, &clock, msg, &mut buf).unwrap();
-    buf.truncate(n);
-    let mut copy = buf.clone();
-    let opened = one_rx.open_in_place(&clock, &mut copy).map(|o| String::from_utf8_lossy(o.payload).into_owned());
-    t.step("open one-shot frame", opened.is_ok(), &format!("{opened:?}"));
-    let mut again = buf.clone();
-    t.expect_err("replay the one-shot frame", one_rx.open_in_place(&clock, &mut again), Error::Replay);
-    let mut scratch = vec![0u8; buffer_len(1)];
-    one_tx.seal(&mut rng, &clock, b"a", &mut scratch).unwrap();
-    one_tx.seal(&mut rng, &clock, b"b", &mut scratch).unwrap();
-    t.expect_err(
-        "seal past the key's invocation cap",
-        one_tx.seal(&mut rng, &clock, b"c", &mut scratch),
-        Error::KeyExhausted,
-    );
+    let short =
+        match postcard::from_bytes::<AppResponse<'_>>(&c.call(&AppRequest::GetToken { lifetime_ms: 1 }).unwrap()) {
+            Ok(AppResponse::Token(tk)) => tk.to_vec(),
+            other => panic!("no token: {other:?}"),
+        };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let proof = prove::<RustCrypto, _>(&mut signer, &short, &RustCrypto::sha256(&[request])).unwrap();
+    let verdict = use_token(&mut c.stream, &short, &device_pk, &proof, request);
+    t.ok("use an expired token", verdict == "Error::Expired", &verdict);
 
-    let mut audit = *rx.audit();
-    audit.merge(one_rx.audit());
-    println!("audit counters: {audit:?}");
+    let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    let thief_proof = prove::<RustCrypto, _>(&mut thief, &token, &RustCrypto::sha256(&[request])).unwrap();
+    let verdict = use_token(&mut c.stream, &token, &thief.public_key().unwrap(), &thief_proof, request);
+    t.ok("a stolen token with the thief's own key", verdict == "Error::KeyMismatch", &verdict);
+    let verdict = use_token(&mut c.stream, &token, &device_pk, &thief_proof, request);
+    t.ok("a stolen token claiming the device key", verdict == "Error::Authentication", &verdict);
+    t.failures
+}
 
-    if t.failures == 0 {
-        println!("demo: every expected outcome happened");
+fn use_token(s: &mut TcpStream, token: &[u8], pk: &PublicKey, proof: &[u8], request: &[u8]) -> String {
+    let mut buf = [0u8; 1024];
+    let msg =
+        postcard::to_slice(&TokenUse { token, device_public_key: pk.as_bytes(), proof, request }, &mut buf).unwrap();
+    send(s, TOKEN_USE, msg);
+    match recv(s) {
+        Some((OK, _)) => "accepted".into(),
+        Some((REJECTED, why)) => format!("Error::{}", String::from_utf8_lossy(&why)),
+        other => format!("unexpected {other:?}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if let Some(addr) = arg("--server") {
+        let listener = TcpListener::bind(&addr).expect("bind");
+        let mut server = Server::new();
+        println!("oncewire demo server on {}", listener.local_addr().unwrap());
+        if args.iter().any(|a| a == "--print-key") {
+            println!("server-key {}", hex(server.key.public_key().as_bytes()));
+        }
+        let connections = arg("--connections").and_then(|n| n.parse().ok());
+        server.serve(&listener, connections);
+        return ExitCode::SUCCESS;
+    }
+    let failures = if let Some(addr) = arg("--client") {
+        run_client(&addr)
+    } else {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().unwrap().to_string();
+        println!("oncewire demo: server on {addr}, client connecting\n");
+        std::thread::spawn(move || Server::new().serve(&listener, Some(1)));
+        run_client(&addr)
+    };
+    if failures == 0 {
+        println!("\ndemo: every expected outcome happened");
         ExitCode::SUCCESS
     } else {
-        println!("demo: {} expected outcomes did NOT happen", t.failures);
+        println!("\ndemo: {failures} expected outcomes did NOT happen");
         ExitCode::FAILURE
     }
 }
