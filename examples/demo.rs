@@ -50,6 +50,7 @@ const OK: u8 = 4;
 const FRAME: u8 = 5;
 const TOKEN_USE: u8 = 6;
 const SERVER_KEY: u8 = 7;
+const ISSUER_KEY: u8 = 8;
 const REJECTED: u8 = 15;
 
 fn send(s: &mut TcpStream, kind: u8, body: &[u8]) {
@@ -166,6 +167,7 @@ impl Server {
         while let Some((kind, mut body)) = recv(s) {
             match kind {
                 SERVER_KEY => send(s, SERVER_KEY, self.key.public_key().as_bytes()),
+                ISSUER_KEY => send(s, ISSUER_KEY, self.tokens.public_key().as_bytes()),
                 ENROLL_BEGIN => {
                     let c = EnrollmentChallenge::issue(&mut rng, clock.now_ms(), 60_000).unwrap();
                     send(s, ENROLL_CHALLENGE, c.nonce());
@@ -516,7 +518,8 @@ fn main() -> ExitCode {
     if let Some(addr) = arg("--server") {
         let listener = TcpListener::bind(&addr).expect("bind");
         let mut server = Server::new();
-        println!("oncewire demo server on {}", listener.local_addr().unwrap());
+        println!("listening {}", listener.local_addr().unwrap());
+        std::io::stdout().flush().unwrap();
         if args.iter().any(|a| a == "--print-key") {
             println!("server-key {}", hex(server.key.public_key().as_bytes()));
         }
