@@ -245,7 +245,9 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         })
     }
 
+    /// Sets the clock offset and restates the expiry in the corrected time base.
     pub(crate) fn set_clock_offset(&mut self, offset_ms: i64) {
+        self.expires_at_ms = self.expires_at_ms.saturating_add_signed(offset_ms.saturating_sub(self.clock_offset_ms));
         self.clock_offset_ms = offset_ms;
     }
 
@@ -282,14 +284,15 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         &self.handshake_hash
     }
 
-    /// When the session expires (Unix ms, this end's clock).
+    /// When the session expires (Unix ms, in the server-corrected time base).
     pub const fn expires_at_ms(&self) -> u64 {
         self.expires_at_ms
     }
 
     /// Client side: the server's clock minus this end's clock, in ms,
-    /// measured during the handshake. Wrap the clock in
-    /// [`crate::clock::OffsetClock`] to correct it.
+    /// measured during the handshake. The session applies it itself to
+    /// header timestamps and expiry: always pass the session the same,
+    /// uncorrected clock.
     pub const fn clock_offset_ms(&self) -> i64 {
         self.clock_offset_ms
     }
@@ -323,6 +326,11 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         a
     }
 
+    /// This end's clock, corrected by the handshake's offset.
+    fn now(&self, clock: &impl Clock) -> u64 {
+        clock.now_ms().saturating_add_signed(self.clock_offset_ms)
+    }
+
     fn live(&self, now: u64) -> Result<()> {
         if now > self.expires_at_ms { Err(Error::Expired) } else { Ok(()) }
     }
@@ -342,7 +350,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// [`Error::Expired`], [`Error::KeyExhausted`] (call
     /// [`Self::update_keys`]), [`Error::BufferTooSmall`], [`Error::PayloadTooLarge`].
     pub fn seal_in_place(&mut self, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
-        let now = clock.now_ms();
+        let now = self.now(clock);
         self.live(now)?;
         self.check_send_budget()?;
         self.tx.seal_typed(FrameType::Record, &[], now, buf, payload_len)
@@ -370,7 +378,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize> {
-        let now = clock.now_ms();
+        let now = self.now(clock);
         self.live(now)?;
         self.check_send_budget()?;
         stage(payload, out)?;
@@ -386,7 +394,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// [`Error::KeyExhausted`] at the integrity limit. On error nothing changes
     /// but the audit counters and the failed-decryption count.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Received<'a>> {
-        let now = clock.now_ms();
+        let now = self.now(clock);
         self.live(now)?;
         let ty = Frame::new_checked(&*frame).map(|f| f.header().frame_type);
         match ty {
@@ -412,7 +420,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         request_seq: u64,
         frame: &'a mut [u8],
     ) -> Result<Opened<'a>> {
-        let now = clock.now_ms();
+        let now = self.now(clock);
         self.live(now)?;
         self.rx.open_typed(FrameType::Response, &request_seq.to_be_bytes(), now, frame)
     }
@@ -428,7 +436,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// [`Error::Expired`], [`Error::BufferTooSmall`], [`Error::KeyExhausted`]
     /// if even the reserved record is used up (never in normal use).
     pub fn update_keys(&mut self, clock: &impl Clock, out: &mut [u8]) -> Result<usize> {
-        let now = clock.now_ms();
+        let now = self.now(clock);
         self.live(now)?;
         let generation = self.tx_generation.checked_add(1).ok_or(Error::KeyExhausted)?;
         let next = next_secret::<P>(&self.tx_secret)?;

@@ -37,6 +37,10 @@ fn expand(secret: &Secret<32>, label: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
+fn ts_of(frame: &[u8]) -> u64 {
+    oncewire::wire::Frame::new_checked(frame).unwrap().header().timestamp_ms
+}
+
 fn generate() -> Value {
     let server_static = scalar(0x11);
     let client_eph = scalar(0x22);
@@ -102,6 +106,7 @@ fn generate() -> Value {
         "msg2": hex::encode(&m2[..n2]),
         "msg3": hex::encode(&msg3),
         "handshake_hash": hex::encode(c.handshake_hash()),
+        "client_clock_offset_ms": c.clock_offset_ms(),
         "session_id": hex::encode(c.session_id()),
         "c2s_traffic_secret": hex::encode(c2s.expose()),
         "s2c_traffic_secret": hex::encode(s2c.expose()),
@@ -109,8 +114,8 @@ fn generate() -> Value {
         "c2s_iv": hex::encode(expand(&c2s, LABEL_IV, 12)),
         "s2c_key": hex::encode(expand(&s2c, LABEL_KEY, 32)),
         "s2c_iv": hex::encode(expand(&s2c, LABEL_IV, 12)),
-        "first_request": {"seq": 1, "timestamp_ms": t3, "payload": hex::encode(request), "frame": hex::encode(&rec)},
-        "first_response": {"request_seq": 1, "seq": 0, "timestamp_ms": t3, "payload": hex::encode(response), "frame": hex::encode(&resp)},
+        "first_request": {"seq": 1, "timestamp_ms": ts_of(&rec), "payload": hex::encode(request), "frame": hex::encode(&rec)},
+        "first_response": {"request_seq": 1, "seq": 0, "timestamp_ms": ts_of(&resp), "payload": hex::encode(response), "frame": hex::encode(&resp)},
     })
 }
 

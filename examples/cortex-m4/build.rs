@@ -1,0 +1,29 @@
+//! Puts `memory.x` where the linker finds it, and provisions the emulated
+//! device's seed: 32 random bytes baked into flash at build time.
+//!
+//! EMULATION ONLY: QEMU has no hardware RNG and no secure element. A real
+//! device seeds its DRBG from its TRNG and keeps its key in a secure element.
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    fs::write(out.join("memory.x"), include_bytes!("memory.x")).expect("write memory.x");
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=memory.x");
+    if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+        // defmt's linker script keeps the interned log strings.
+        println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    }
+    let mut seed = [0u8; 32];
+    match env::var("ONCEWIRE_DEVICE_SEED") {
+        // Reproducible builds: a 64-hex-digit seed from the environment.
+        Ok(hex) if hex.len() == 64 => {
+            for (i, b) in seed.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex seed");
+            }
+        }
+        _ => getrandom::fill(&mut seed).expect("host RNG"),
+    }
+    fs::write(out.join("device_seed.bin"), seed).expect("write seed");
+    println!("cargo:rerun-if-env-changed=ONCEWIRE_DEVICE_SEED");
+}

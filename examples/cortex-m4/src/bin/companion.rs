@@ -1,0 +1,168 @@
+//! The companion device: enrolls its key, runs the oncewire handshake with
+//! the host demo server over the UART, exchanges sealed records, reports the
+//! handshake time and peak stack over semihosting, and exits with a status.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::{debug, hprintln};
+use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner};
+use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
+use oncewire::provider::PublicKey;
+use oncewire::session::Limits;
+use oncewire::wire::buffer_len;
+use oncewire::{RustCrypto, Secret};
+use oncewire_companion::{BoardClock, HmacDrbg, StackPaint, Uart, kind, millis, recv, send, start_systick};
+use rand_core::TryRng;
+use serde::{Deserialize, Serialize};
+
+/// EMULATION ONLY: a per-device seed provisioned into flash at build time.
+static DEVICE_SEED: [u8; 32] = *include_bytes!(concat!(env!("OUT_DIR"), "/device_seed.bin"));
+/// Unix ms at build time stands in for an RTC; the handshake corrects it.
+const EPOCH_MS: u64 = 1_767_225_600_000;
+
+#[derive(Serialize)]
+enum AppRequest<'a> {
+    Ping(&'a str),
+}
+
+#[derive(Deserialize)]
+enum AppResponse<'a> {
+    Text(&'a str),
+}
+
+#[derive(Serialize)]
+struct EnrollAnswer<'a> {
+    device_id: &'a [u8],
+    public_key: &'a [u8],
+    signature: &'a [u8],
+}
+
+// With `--features defmt`, logs go out as defmt frames over semihosting.
+#[cfg(feature = "defmt")]
+use defmt_semihosting as _;
+
+#[exception]
+fn SysTick() {
+    oncewire_companion::tick();
+}
+
+macro_rules! log {
+    ($($t:tt)*) => {{
+        #[cfg(feature = "defmt")]
+        defmt::info!($($t)*);
+        #[cfg(not(feature = "defmt"))]
+        hprintln!($($t)*);
+    }};
+}
+
+#[entry]
+fn main() -> ! {
+    let stack = StackPaint::paint();
+    let mut cp = cortex_m::Peripherals::take().unwrap_or_else(|| fail("peripherals"));
+    start_systick(&mut cp.SYST);
+    let result = run();
+    log!("peak stack: {} bytes", stack.peak());
+    match result {
+        Ok(()) => {
+            log!("companion: OK");
+            debug::exit(debug::EXIT_SUCCESS);
+        }
+        Err(e) => fail(e),
+    }
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+fn fail(why: &str) -> ! {
+    hprintln!("companion: FAILED: {}", why);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    fail("panic")
+}
+
+fn run() -> Result<(), &'static str> {
+    let mut uart = Uart::uart0();
+    let clock = BoardClock { epoch_ms: EPOCH_MS };
+    let mut rng = HmacDrbg::new(&DEVICE_SEED);
+    // EMULATION ONLY: the device key comes from the DRBG. On hardware this is
+    // a key slot in a secure element (ATECC608, SE050, OPTIGA) behind the
+    // same `DeviceSigner` trait, and never leaves it.
+    let mut key = Secret::<32>::zero();
+    rng.try_fill_bytes(key.expose_mut()).map_err(|_| "rng")?;
+    let mut signer = SoftwareSigner::<RustCrypto>::from_bytes(&key).map_err(|_| "device key")?;
+    let device = DeviceId::new(b"cortex-m4-lock").map_err(|_| "device id")?;
+    let mut buf = [0u8; 512];
+
+    // The server's static key: provisioned at the factory in a product; the
+    // demo server makes a new one per run, so the device asks for it.
+    send(&mut uart, kind::SERVER_KEY, &[]).map_err(|_| "uart")?;
+    let (_, n) = recv(&mut uart, &mut buf)?;
+    let server_key = PublicKey::from_sec1_uncompressed(&buf[..n]).map_err(|_| "server key")?;
+    log!("server key received");
+
+    send(&mut uart, kind::ENROLL_BEGIN, &[]).map_err(|_| "uart")?;
+    let (k, n) = recv(&mut uart, &mut buf)?;
+    let challenge: [u8; 32] = buf[..n].try_into().map_err(|_| "enrollment challenge")?;
+    if k != kind::ENROLL_CHALLENGE {
+        return Err("expected an enrollment challenge");
+    }
+    let answer = EnrollmentChallenge::answer::<RustCrypto, _>(&challenge, device, &mut signer).map_err(|_| "sign")?;
+    let sig = answer.signature.to_raw_low_s().map_err(|_| "signature")?;
+    let pk = signer.public_key().map_err(|_| "public key")?;
+    let mut out = [0u8; 256];
+    let msg = postcard::to_slice(
+        &EnrollAnswer { device_id: device.as_bytes(), public_key: pk.as_bytes(), signature: &sig },
+        &mut out,
+    )
+    .map_err(|_| "encode")?;
+    send(&mut uart, kind::ENROLL_ANSWER, msg).map_err(|_| "uart")?;
+    if recv(&mut uart, &mut buf)?.0 != kind::OK {
+        return Err("enrollment rejected");
+    }
+    log!("enrolled");
+
+    let t0 = millis();
+    let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
+    let (hs, n1) = ClientHandshake::<RustCrypto>::start(server_key, &mut rng, &clock, &mut m1).map_err(|_| "msg1")?;
+    send(&mut uart, kind::FRAME, &m1[..n1]).map_err(|_| "uart")?;
+    let (_, n2) = recv(&mut uart, &mut buf)?;
+    let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
+    let (mut session, n3) = hs
+        .finish::<_, 4>(&clock, &buf[..n2], device, &mut signer, Limits::DEFAULT, &mut m3)
+        .map_err(|_| "msg2: server not authenticated")?;
+    send(&mut uart, kind::FRAME, &m3[..n3]).map_err(|_| "uart")?;
+    if recv(&mut uart, &mut buf)?.0 != kind::OK {
+        return Err("handshake rejected");
+    }
+    let handshake_ms = millis().wrapping_sub(t0);
+    log!("handshake done in {} ms (QEMU SysTick)", handshake_ms);
+    // The session stamps records in the server's time base by itself.
+    log!("server clock offset: {} ms", session.clock_offset_ms());
+
+    for text in ["hello from cortex-m4", "door state?"] {
+        let mut body = [0u8; 64];
+        let body = postcard::to_slice(&AppRequest::Ping(text), &mut body).map_err(|_| "encode")?;
+        let mut frame = [0u8; buffer_len(64)];
+        let seq = session.next_seq();
+        let len = session.seal(&clock, body, &mut frame).map_err(|_| "seal")?;
+        send(&mut uart, kind::FRAME, &frame[..len]).map_err(|_| "uart")?;
+        let (k, n) = recv(&mut uart, &mut buf)?;
+        if k != kind::FRAME {
+            return Err("request rejected");
+        }
+        let opened = session.open_response(&clock, seq, &mut buf[..n]).map_err(|_| "response did not open")?;
+        match postcard::from_bytes::<AppResponse<'_>>(opened.payload) {
+            Ok(AppResponse::Text(t)) => log!("sealed exchange: sent {:?}, got {:?}", text, t),
+            Err(_) => return Err("response did not decode"),
+        }
+    }
+    Ok(())
+}
