@@ -10,6 +10,9 @@ fn main() {
     fs::write(out.join("memory.x"), include_bytes!("memory.x")).expect("write memory.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
+    // cortex-m-rt's linker script, here rather than in .cargo/config.toml so
+    // that a RUSTFLAGS variable in the environment cannot drop it.
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
     if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
         // defmt's linker script keeps the interned log strings.
         println!("cargo:rustc-link-arg-bins=-Tdefmt.x");

@@ -1,0 +1,105 @@
+//! Writes the fuzz seed corpus (`fuzz/corpus/<target>/`): real frames,
+//! handshake messages, a token and a challenge binding, made with the fixed
+//! keys in `fuzz/fuzz_targets/common.rs`, so the fuzzers start past the tag.
+//!
+//! `cargo run --example fuzz_corpus` (the corpus is checked in; rerun after a
+//! protocol change).
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+#[path = "../fuzz/fuzz_targets/common.rs"]
+mod common;
+
+use common::*;
+use oncewire::challenge::{StatelessChallenges, bind};
+use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
+use oncewire::provider::CryptoProvider;
+use oncewire::replay::{Freshness, NonceRing};
+use oncewire::token::{Claims, TokenIssuer, thumbprint};
+use oncewire::wire::buffer_len;
+use oncewire::{CounterSender, OneShotSender, RustCrypto, Secret};
+use std::path::Path;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+fn main() {
+    let clock = clock();
+    // Records and one-shot frames.
+    let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(KEY), Secret::new(IV), SID, 0).unwrap();
+    let mut one = OneShotSender::<RustCrypto>::new(&Secret::new(KEY), SID, 0).unwrap();
+    let mut rng = DetRng(7);
+    for (i, p) in [&b""[..], b"ping", &[0xa5; 100]].iter().enumerate() {
+        let mut f = vec![0u8; buffer_len(p.len())];
+        let n = tx.seal(&clock, p, &mut f).unwrap();
+        write("frame_open", &format!("record-{i}"), &f[..n]);
+        write("frame_parse", &format!("record-{i}"), &f[..n]);
+        let n = one.seal(&mut rng, &clock, p, &mut f).unwrap();
+        write("frame_open", &format!("sealed-{i}"), &f[..n]);
+        write("frame_parse", &format!("sealed-{i}"), &f[..n]);
+    }
+    let _ = NonceRing::<1>::new(Freshness::DEFAULT, [0; 16]);
+
+    // Handshake: message 1, 2 and 3 with the fixed ephemerals of the targets.
+    let m1 = msg1();
+    write("handshake_server", "msg1", &m1);
+    write("frame_parse", "msg1", &m1);
+    let server = server_key();
+    let (e, e_pub) = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new([0x44; 32])).unwrap();
+    let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
+    let (_, n2) = server.accept_with(e, e_pub, NOW, &m1, limits(), &mut m2).unwrap();
+    write("handshake_client", "msg2", &m2[..n2]);
+    write("frame_parse", "msg2", &m2[..n2]);
+    let (e, e_pub) = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new([0x33; 32])).unwrap();
+    let mut scratch = [0u8; MAX_HANDSHAKE_LEN];
+    let (client, _) =
+        ClientHandshake::<RustCrypto>::start_with(*server.public_key(), *b"fuzz-hs1", e, e_pub, NOW, &mut scratch)
+            .unwrap();
+    let (id, mut signer) = device();
+    let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
+    let (mut session, n3) = client.finish::<_, 32>(&clock, &m2[..n2], id, &mut signer, limits(), &mut m3).unwrap();
+    write("handshake_server", "msg3", &m3[..n3]);
+    write("frame_parse", "msg3", &m3[..n3]);
+    let mut f = vec![0u8; buffer_len(5)];
+    let n = session.seal(&clock, b"hello", &mut f).unwrap();
+    write("session_open", "record-seq1", &f[..n]);
+
+    // A token for the fuzz issuer, and a proof-prefixed variant.
+    let issuer = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_from_bytes(&Secret::new([0x55; 32])).unwrap());
+    let claims = Claims {
+        iss: "fuzz",
+        sub: b"fuzz-device",
+        aud: "api.example",
+        iat: NOW,
+        nbf: NOW,
+        exp: NOW + 60_000,
+        jti: &[1; 16],
+        cnf: thumbprint::<RustCrypto>(&device_public()),
+    };
+    let mut t = [0u8; 256];
+    let n = issuer.issue(&claims, &mut t).unwrap();
+    write("token_verify", "token", &t[..n]);
+    let mut with_proof = vec![0u8; 64];
+    with_proof.extend_from_slice(&t[..n]);
+    write("token_verify", "proof-token", &with_proof);
+
+    // A challenge binding: first byte is the split (72), then binding ‖ request.
+    let s = StatelessChallenges::<RustCrypto, 8>::new(Secret::new([0x66; 32]), 30_000, [1; 16]);
+    let c = s.issue(&mut DetRng(3), &clock).unwrap();
+    let request = b"POST /pay 10";
+    let mut input = vec![72u8];
+    input.extend_from_slice(&bind::<RustCrypto>(&c, request));
+    input.extend_from_slice(request);
+    write("challenge_verify", "binding", &input);
+    write("replay_model", "empty", &[]);
+    write("replay_model", "ops", &[0, 1, 0, 2, 0, 3, 2, 5, 0, 2, 5, 0, 3, 7, 1, 4, 9]);
+    println!("fuzz corpus written to fuzz/corpus/");
+}
