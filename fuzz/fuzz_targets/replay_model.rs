@@ -1,7 +1,10 @@
 //! Differential: CounterWindow and NonceRing driven by arbitrary operation
 //! sequences against a reference model (everything ever accepted). A replay
-//! is never accepted; a fresh, unique, in-window message is rejected only
-//! where the documented floor policy says so.
+//! (the same sequence number; the same nonce with the same authenticated
+//! timestamp) is never accepted; a fresh, unique, in-window message is
+//! rejected only where the documented floor policy says so. The same nonce
+//! with another timestamp is another frame (a sender's nonce reuse), which
+//! the ring rejects while it holds the nonce and may accept after eviction.
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -27,6 +30,7 @@ fuzz_target!(|ops: Vec<Op>| {
     let f = Freshness { max_age_ms: 1_000, max_future_skew_ms: 100 };
     let mut ring = NonceRing::<CAP>::new(f, [9; 16]);
     let mut accepted: HashSet<[u8; 12]> = HashSet::new();
+    let mut accepted_frames: HashSet<([u8; 12], u64)> = HashSet::new();
     let mut fifo: VecDeque<u64> = VecDeque::new();
     let mut floor: Option<u64> = None;
     let mut now = 100_000u64;
@@ -44,13 +48,14 @@ fuzz_target!(|ops: Vec<Op>| {
                 let nonce = [id; 12];
                 let ts = now.saturating_add_signed(i64::from(age));
                 let got = ring.check(&nonce, ts, now);
-                let replay = accepted.contains(&nonce);
+                let replay = accepted_frames.contains(&(nonce, ts));
+                let seen_nonce = accepted.contains(&nonce);
                 let below_floor = floor.is_some_and(|fl| ts <= fl);
                 let fresh = f.check(ts, now).is_ok();
                 if replay {
                     assert!(got.is_err(), "replayed nonce accepted");
                 }
-                if !replay && fresh && !below_floor {
+                if !seen_nonce && fresh && !below_floor {
                     assert_eq!(got, Ok(()), "fresh unique nonce rejected outside the floor policy");
                 }
                 if below_floor {
@@ -59,6 +64,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 if got.is_ok() {
                     ring.commit(&nonce, ts, now);
                     accepted.insert(nonce);
+                    accepted_frames.insert((nonce, ts));
                     if fifo.len() == CAP {
                         let old = fifo.pop_front().unwrap();
                         floor = Some(floor.map_or(old, |fl| fl.max(old)));
