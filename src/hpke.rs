@@ -30,10 +30,10 @@
 //! # Ok::<(), oncewire::Error>(())
 //! ```
 
+use crate::RustCrypto;
 use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, NONCE_LEN, P256_PUBLIC_LEN, PublicKey};
 use crate::secret::Secret;
-use crate::RustCrypto;
 use rand_core::TryCryptoRng;
 
 /// Length of the encapsulated key `enc` (an uncompressed P-256 point).
