@@ -18,8 +18,10 @@ mod common;
 use common::*;
 use oncewire::challenge::{StatelessChallenges, bind};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
+use oncewire::hpke;
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::{Freshness, NonceRing};
+use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamSealer, chunk_buffer_len};
 use oncewire::token::{Claims, TokenIssuer, thumbprint};
 use oncewire::wire::buffer_len;
 use oncewire::{CounterSender, OneShotSender, RustCrypto, Secret};
@@ -99,6 +101,62 @@ fn main() {
     input.extend_from_slice(&bind::<RustCrypto>(&c, request));
     input.extend_from_slice(request);
     write("challenge_verify", "binding", &input);
+    // HPKE single-shot messages, one per selector (base/auth x AES-128/256).
+    let r = hpke_recipient();
+    let snd = hpke_sender();
+    for sel in 0u8..4 {
+        let msg = b"hpke seed";
+        let mut buf = vec![0u8; hpke::SINGLE_SHOT_OVERHEAD + msg.len()];
+        buf[hpke::ENC_LEN..hpke::ENC_LEN + msg.len()].copy_from_slice(msg);
+        let n = match sel {
+            0 => hpke::seal::<hpke::Aes128Gcm, RustCrypto, _>(&mut rng, r.public_key(), b"fuzz", b"aad", &mut buf, 9),
+            1 => hpke::seal::<hpke::Aes256Gcm, RustCrypto, _>(&mut rng, r.public_key(), b"fuzz", b"aad", &mut buf, 9),
+            2 => hpke::seal_auth::<hpke::Aes128Gcm, RustCrypto, _>(
+                &mut rng,
+                r.public_key(),
+                snd,
+                b"fuzz",
+                b"aad",
+                &mut buf,
+                9,
+            ),
+            _ => hpke::seal_auth::<hpke::Aes256Gcm, RustCrypto, _>(
+                &mut rng,
+                r.public_key(),
+                snd,
+                b"fuzz",
+                b"aad",
+                &mut buf,
+                9,
+            ),
+        }
+        .unwrap();
+        let mut input = vec![sel];
+        input.extend_from_slice(&buf[..n]);
+        write("hpke_open", &format!("sel-{sel}"), &input);
+    }
+    // A three-chunk stream (the last one short) and a one-chunk stream.
+    for (name, data) in [("three-chunks", &[0x5au8; 40][..]), ("one-chunk", &b"tiny"[..])] {
+        let mut header = [0u8; STREAM_HEADER_LEN];
+        let mut s = StreamSealer::<hpke::Aes256Gcm, RustCrypto>::start(
+            &mut rng,
+            r.public_key(),
+            None,
+            b"fuzz",
+            16,
+            &mut header,
+        )
+        .unwrap();
+        let mut out = header.to_vec();
+        let pieces: Vec<&[u8]> = data.chunks(16).collect();
+        for (i, p) in pieces.iter().enumerate() {
+            let mut buf = vec![0u8; chunk_buffer_len(p.len())];
+            buf[CHUNK_HEADER_LEN..CHUNK_HEADER_LEN + p.len()].copy_from_slice(p);
+            let n = s.seal_chunk(&mut buf, p.len(), i + 1 == pieces.len()).unwrap();
+            out.extend_from_slice(&buf[..n]);
+        }
+        write("stream_open", name, &out);
+    }
     write("replay_model", "empty", &[]);
     write("replay_model", "ops", &[0, 1, 0, 2, 0, 3, 2, 5, 0, 2, 5, 0, 3, 7, 1, 4, 9]);
     println!("fuzz corpus written to fuzz/corpus/");

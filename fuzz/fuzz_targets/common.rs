@@ -71,3 +71,14 @@ pub fn msg1() -> Vec<u8> {
 pub fn limits() -> Limits {
     Limits::DEFAULT
 }
+
+/// The HPKE recipient (a device) and, for auth mode, the sender. Derived
+/// once: deriving costs a scalar multiplication per call.
+pub fn hpke_recipient() -> &'static oncewire::hpke::KeyPair {
+    static K: std::sync::OnceLock<oncewire::hpke::KeyPair> = std::sync::OnceLock::new();
+    K.get_or_init(|| oncewire::hpke::KeyPair::derive(&[0x33; 32]).unwrap())
+}
+pub fn hpke_sender() -> &'static oncewire::hpke::KeyPair {
+    static K: std::sync::OnceLock<oncewire::hpke::KeyPair> = std::sync::OnceLock::new();
+    K.get_or_init(|| oncewire::hpke::KeyPair::derive(&[0x44; 32]).unwrap())
+}
