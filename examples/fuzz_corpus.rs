@@ -33,6 +33,22 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
 
+/// One single-shot HPKE message to the fuzz recipient, in base mode or (with
+/// a sender) auth mode.
+fn hpke_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPair>) -> Vec<u8> {
+    let msg = b"hpke seed";
+    let mut buf = vec![0u8; hpke::SINGLE_SHOT_OVERHEAD + msg.len()];
+    buf[hpke::ENC_LEN..hpke::ENC_LEN + msg.len()].copy_from_slice(msg);
+    let pk = hpke_recipient().public_key();
+    let n = match sender {
+        None => hpke::seal::<A, RustCrypto, _>(rng, pk, b"fuzz", b"aad", &mut buf, msg.len()),
+        Some(s) => hpke::seal_auth::<A, RustCrypto, _>(rng, pk, s, b"fuzz", b"aad", &mut buf, msg.len()),
+    }
+    .unwrap();
+    buf.truncate(n);
+    buf
+}
+
 fn main() {
     let clock = clock();
     // Records and one-shot frames.
@@ -103,36 +119,15 @@ fn main() {
     write("challenge_verify", "binding", &input);
     // HPKE single-shot messages, one per selector (base/auth x AES-128/256).
     let r = hpke_recipient();
-    let snd = hpke_sender();
     for sel in 0u8..4 {
-        let msg = b"hpke seed";
-        let mut buf = vec![0u8; hpke::SINGLE_SHOT_OVERHEAD + msg.len()];
-        buf[hpke::ENC_LEN..hpke::ENC_LEN + msg.len()].copy_from_slice(msg);
-        let n = match sel {
-            0 => hpke::seal::<hpke::Aes128Gcm, RustCrypto, _>(&mut rng, r.public_key(), b"fuzz", b"aad", &mut buf, 9),
-            1 => hpke::seal::<hpke::Aes256Gcm, RustCrypto, _>(&mut rng, r.public_key(), b"fuzz", b"aad", &mut buf, 9),
-            2 => hpke::seal_auth::<hpke::Aes128Gcm, RustCrypto, _>(
-                &mut rng,
-                r.public_key(),
-                snd,
-                b"fuzz",
-                b"aad",
-                &mut buf,
-                9,
-            ),
-            _ => hpke::seal_auth::<hpke::Aes256Gcm, RustCrypto, _>(
-                &mut rng,
-                r.public_key(),
-                snd,
-                b"fuzz",
-                b"aad",
-                &mut buf,
-                9,
-            ),
-        }
-        .unwrap();
+        let sender = (sel >= 2).then(hpke_sender);
+        let n = if sel % 2 == 0 {
+            hpke_seed::<hpke::Aes128Gcm>(&mut rng, sender)
+        } else {
+            hpke_seed::<hpke::Aes256Gcm>(&mut rng, sender)
+        };
         let mut input = vec![sel];
-        input.extend_from_slice(&buf[..n]);
+        input.extend_from_slice(&n);
         write("hpke_open", &format!("sel-{sel}"), &input);
     }
     // A three-chunk stream (the last one short) and a one-chunk stream.
