@@ -64,10 +64,12 @@ pub trait HpkeAead {
 
 /// AES-128-GCM (AEAD id 0x0001).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Aes128Gcm;
 
 /// AES-256-GCM (AEAD id 0x0002).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Aes256Gcm;
 
 impl HpkeAead for Aes128Gcm {
