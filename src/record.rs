@@ -41,6 +41,7 @@ pub struct Opened<'a> {
 
 /// Nonce for the counter strategy: IV XOR (0⁴ ‖ seq), as in TLS 1.3 §5.3.
 #[inline]
+#[inline]
 pub fn counter_nonce(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
     let mut n = *iv;
     let [_, _, _, _, tail @ ..] = &mut n;
@@ -76,6 +77,7 @@ impl Aad {
 
 /// Writes the header, seals `buf[HEADER_LEN..HEADER_LEN + payload_len]` in
 /// place under AAD `header ‖ aad_ext` and appends the tag. Returns the frame length.
+#[inline]
 fn seal_frame<A: AeadCipher>(
     cipher: &A,
     header: &Header,
@@ -100,6 +102,7 @@ fn seal_frame<A: AeadCipher>(
 }
 
 /// Builds a header for a payload, checking its length.
+#[inline]
 fn header_for(
     frame_type: FrameType,
     key_id: [u8; KEY_ID_LEN],
@@ -127,6 +130,7 @@ fn stage(payload: &[u8], out: &mut [u8]) -> Result<()> {
 }
 
 /// Parses `buf` as exactly one frame of `expected` type for `key_id`.
+#[inline]
 fn parse_for(buf: &[u8], expected: FrameType, key_id: &[u8; KEY_ID_LEN]) -> Result<Header> {
     let frame = Frame::new_checked(buf)?;
     let h = *frame.header();
@@ -141,6 +145,7 @@ fn parse_for(buf: &[u8], expected: FrameType, key_id: &[u8; KEY_ID_LEN]) -> Resu
 
 /// Verifies and decrypts a parsed frame in place under AAD `header ‖ aad_ext`.
 /// Leaves `buf` unchanged on error.
+#[inline]
 fn open_frame<'a, A: AeadCipher>(
     cipher: &A,
     header: Header,
@@ -330,6 +335,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     }
 
     /// Checks everything but the tag. Pure.
+    #[inline]
     fn precheck(&self, expected: FrameType, buf: &[u8], now: u64) -> Result<(Header, u64)> {
         if self.failed >= self.max_failed {
             return Err(Error::KeyExhausted);

@@ -189,6 +189,7 @@ impl Header {
     /// [`Error::UnsupportedVersion`], [`Error::UnknownFrameType`],
     /// [`Error::Malformed`] (reserved byte, strategy not matching the type,
     /// counter padding not zero), [`Error::PayloadTooLarge`].
+    #[inline]
     pub fn parse(bytes: &[u8; HEADER_LEN]) -> Result<Self> {
         let [ver, ty, strategy, reserved, ..] = *bytes;
         if ver != VERSION {
@@ -232,6 +233,7 @@ impl Header {
     /// # Errors
     /// [`Error::Malformed`] if the nonce field does not fit the frame type,
     /// [`Error::PayloadTooLarge`] if `payload_len` exceeds [`MAX_PAYLOAD_LEN`].
+    #[inline]
     pub fn emit(&self, out: &mut [u8; HEADER_LEN]) -> Result<()> {
         if self.nonce.strategy() != self.frame_type.nonce_strategy() {
             return Err(Error::Malformed);
@@ -287,6 +289,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Everything [`Header::parse`] returns, [`Error::Truncated`] if the
     /// buffer is shorter than the header announces, and
     /// [`Error::TrailingBytes`] if it is longer.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Self> {
         let bytes = buf.as_ref();
         let header_bytes: &[u8; HEADER_LEN] =
