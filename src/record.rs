@@ -41,7 +41,6 @@ pub struct Opened<'a> {
 
 /// Nonce for the counter strategy: IV XOR (0⁴ ‖ seq), as in TLS 1.3 §5.3.
 #[inline]
-#[inline]
 pub fn counter_nonce(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
     let mut n = *iv;
     let [_, _, _, _, tail @ ..] = &mut n;
