@@ -33,12 +33,11 @@ fn seal_file(device: &KeyPair, input: &Path, output: &Path) -> Result<Vec<usize>
     let mut buf = vec![0u8; chunk_buffer_len(CHUNK)];
     let mut offsets = Vec::new();
     let mut at = STREAM_HEADER_LEN;
-    // Read one chunk ahead so the last one can be flagged.
-    let mut len = read_full(&mut src, &mut buf[CHUNK_HEADER_LEN..CHUNK_HEADER_LEN + CHUNK])?;
-    let mut next = vec![0u8; CHUNK];
+    // Full chunks go out as they are read; the first short read (possibly
+    // empty, for a file that is a multiple of CHUNK) is the last chunk.
     loop {
-        let next_len = if len == CHUNK { read_full(&mut src, &mut next)? } else { 0 };
-        let last = len < CHUNK || next_len == 0;
+        let len = read_full(&mut src, &mut buf[CHUNK_HEADER_LEN..CHUNK_HEADER_LEN + CHUNK])?;
+        let last = len < CHUNK;
         let n = sealer.seal_chunk(&mut buf, len, last)?;
         dst.write_all(&buf[..n])?;
         offsets.push(at);
@@ -46,8 +45,6 @@ fn seal_file(device: &KeyPair, input: &Path, output: &Path) -> Result<Vec<usize>
         if last {
             break;
         }
-        buf[CHUNK_HEADER_LEN..CHUNK_HEADER_LEN + next_len].copy_from_slice(&next[..next_len]);
-        len = next_len;
     }
     dst.flush()?;
     Ok(offsets)

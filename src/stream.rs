@@ -48,6 +48,8 @@ pub const MAX_APP_INFO: usize = 64;
 const MAGIC: [u8; 4] = *b"OWS1";
 const LABEL: &[u8] = b"oncewire/1 stream";
 const LAST: u32 = 1 << 31;
+/// Longest HPKE `info`: `LABEL ‖ header[..10] ‖ app_info`.
+const MAX_INFO: usize = LABEL.len() + 10 + MAX_APP_INFO;
 
 /// Buffer length for a chunk of `len` plaintext bytes.
 pub const fn chunk_buffer_len(len: usize) -> usize {
@@ -55,7 +57,7 @@ pub const fn chunk_buffer_len(len: usize) -> usize {
 }
 
 /// `LABEL ‖ header[..10] ‖ app_info` on the stack.
-fn stream_info(fixed: &[u8; 10], app_info: &[u8], out: &mut [u8; 17 + 10 + MAX_APP_INFO]) -> Result<usize> {
+fn stream_info(fixed: &[u8; 10], app_info: &[u8], out: &mut [u8; MAX_INFO]) -> Result<usize> {
     if app_info.len() > MAX_APP_INFO {
         return Err(Error::PayloadTooLarge);
     }
@@ -114,7 +116,7 @@ impl<A: HpkeAead, P: CryptoProvider> StreamSealer<A, P> {
         }
         let max_chunk = u32::try_from(max_chunk).map_err(|_| Error::PayloadTooLarge)?;
         let fixed = fixed_header::<A>(max_chunk);
-        let mut info = [0u8; 17 + 10 + MAX_APP_INFO];
+        let mut info = [0u8; MAX_INFO];
         let info_len = stream_info(&fixed, app_info, &mut info)?;
         let info = info.get(..info_len).ok_or(Error::BufferTooSmall)?;
         let (enc, ctx) = match sender {
@@ -215,7 +217,7 @@ impl<A: HpkeAead, P: CryptoProvider> StreamOpener<A, P> {
         if max_chunk == 0 || max_chunk as usize > MAX_CHUNK {
             return Err(Error::PayloadTooLarge);
         }
-        let mut info = [0u8; 17 + 10 + MAX_APP_INFO];
+        let mut info = [0u8; MAX_INFO];
         let info_len = stream_info(&fixed, app_info, &mut info)?;
         let info = info.get(..info_len).ok_or(Error::BufferTooSmall)?;
         let ctx = match sender {
