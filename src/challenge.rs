@@ -22,8 +22,9 @@ use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::provider::{CryptoProvider, RustCrypto, fill_random};
-use crate::replay::{Freshness, NonceRing};
+use crate::replay::{Freshness, NonceRing, TimeFloor};
 use crate::secret::Secret;
+use crate::snapshot::{Kind, SnapshotKey};
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
 use subtle::ConstantTimeEq;
@@ -116,10 +117,23 @@ fn split_binding<P: CryptoProvider>(binding: &[u8], request: &[u8]) -> Result<(C
 }
 
 /// The stateless issuer: MAC-tagged challenges and a bounded used set of `N`.
+///
+/// # Restarts
+/// **The MAC key and the used set go together.** A challenge stays valid
+/// for as long as the MAC key does, so if the key survives a restart (or is
+/// shared by several servers), so must the used set, or an answered
+/// challenge is accepted again. After a restart, either restore the used set
+/// from an authenticated snapshot ([`Self::snapshot`], [`Self::restore`]), or
+/// start with a floor ([`Self::after_restart`]) at or above the expiry of
+/// every challenge issued before it: `boot time + ttl` if the clock is never
+/// behind at boot, else the floor of a [`crate::replay::TimeMark`] whose
+/// freshness is [`Self::freshness`]. A server that draws a new MAC key at
+/// every start needs neither.
 pub struct StatelessChallenges<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
     mac_key: Secret<32>,
     ttl_ms: u64,
     used: NonceRing<N>,
+    snapshot_key: SnapshotKey<P>,
     audit: Audit,
     _p: PhantomData<P>,
 }
@@ -137,9 +151,61 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
     /// An issuer with a secret MAC key, a challenge lifetime, and a secret
     /// hash key for the used set.
     pub fn new(mac_key: Secret<32>, ttl_ms: u64, hash_key: [u8; 16]) -> Self {
-        // A used entry is "fresh" from now until now + ttl (its expiry).
-        let freshness = Freshness { max_age_ms: 0, max_future_skew_ms: ttl_ms };
-        Self { mac_key, ttl_ms, used: NonceRing::new(freshness, hash_key), audit: Audit::new(), _p: PhantomData }
+        let snapshot_key = SnapshotKey::derive(mac_key.expose());
+        let used = NonceRing::new(Self::freshness(ttl_ms), hash_key);
+        Self { mac_key, ttl_ms, used, snapshot_key, audit: Audit::new(), _p: PhantomData }
+    }
+
+    /// The freshness window of the used set: an entry's timestamp is its
+    /// expiry, acceptable from now until now + ttl.
+    pub const fn freshness(ttl_ms: u64) -> Freshness {
+        Freshness { max_age_ms: 0, max_future_skew_ms: ttl_ms }
+    }
+
+    /// An issuer whose MAC key survived a restart without a snapshot of its
+    /// used set: every challenge expiring at or below `floor` is refused
+    /// (as [`Error::Expired`]). `floor` must be at or above the expiry of every
+    /// challenge issued before the restart; see the type's docs.
+    pub fn after_restart(mac_key: Secret<32>, ttl_ms: u64, hash_key: [u8; 16], floor: TimeFloor) -> Self {
+        let mut s = Self::new(mac_key, ttl_ms, hash_key);
+        s.used = s.used.with_floor(floor);
+        s
+    }
+
+    /// Writes an authenticated snapshot of the used set (keyed by the MAC
+    /// key, so it restores only into an issuer with the same key), tagged
+    /// with `epoch` (`SPEC.md` §4.4). Returns its length.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if `out` is too small.
+    pub fn snapshot(&self, epoch: u64, out: &mut [u8]) -> Result<usize> {
+        self.used.snapshot_as(Kind::Challenges, &self.snapshot_key, &[], epoch, out)
+    }
+
+    /// An issuer with its used set restored from a snapshot written with
+    /// epoch `trusted_epoch` by an issuer with the same MAC key and capacity.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`], [`Error::Authentication`], [`Error::Rollback`],
+    /// [`Error::Decode`], [`Error::TrailingBytes`].
+    pub fn restore(
+        mac_key: Secret<32>,
+        ttl_ms: u64,
+        hash_key: [u8; 16],
+        snapshot: &[u8],
+        trusted_epoch: u64,
+    ) -> Result<Self> {
+        let mut s = Self::new(mac_key, ttl_ms, hash_key);
+        s.used = NonceRing::restore_as(
+            Kind::Challenges,
+            snapshot,
+            &s.snapshot_key,
+            &[],
+            trusted_epoch,
+            Self::freshness(ttl_ms),
+            hash_key,
+        )?;
+        Ok(s)
     }
 
     fn mac(&self, signed: &[u8]) -> [u8; 32] {
@@ -251,13 +317,17 @@ struct Issued {
 }
 
 /// The stateful issuer: up to `N` outstanding challenges, each removed when
-/// used. Issuing into a full table drops the oldest (that challenge then
-/// fails as [`Error::Expired`]), which fails closed.
+/// used. A new challenge takes a free slot, or the slot of an expired one;
+/// only when all `N` are outstanding and live does it drop the one that
+/// expires first (which then fails as [`Error::Replay`], like any challenge
+/// the table does not hold). This fails closed.
+///
+/// Its state lives only in memory and dies with the process, so a challenge
+/// issued before a restart can never be answered after it.
 ///
 /// Its challenges have the same layout as stateless ones with an all-zero tag.
 pub struct ChallengeTable<const N: usize = 16> {
     slots: [Option<Issued>; N],
-    next: usize,
     ttl_ms: u64,
     audit: Audit,
 }
@@ -271,7 +341,7 @@ impl<const N: usize> core::fmt::Debug for ChallengeTable<N> {
 impl<const N: usize> ChallengeTable<N> {
     /// An empty table.
     pub const fn new(ttl_ms: u64) -> Self {
-        Self { slots: [None; N], next: 0, ttl_ms, audit: Audit::new() }
+        Self { slots: [None; N], ttl_ms, audit: Audit::new() }
     }
 
     /// Issues and records a challenge.
@@ -281,12 +351,20 @@ impl<const N: usize> ChallengeTable<N> {
     pub fn issue<R: TryCryptoRng + ?Sized>(&mut self, rng: &mut R, clock: &impl Clock) -> Result<Challenge> {
         let mut random = [0u8; CHALLENGE_RANDOM_LEN];
         fill_random(rng, &mut random)?;
-        let expires_at_ms = clock.now_ms().saturating_add(self.ttl_ms);
-        let slot = self.next.checked_rem(N).unwrap_or(0);
+        let now = clock.now_ms();
+        let expires_at_ms = now.saturating_add(self.ttl_ms);
+        // A free or expired slot first; else the live challenge expiring first.
+        let free = self.slots.iter().position(|s| s.is_none_or(|s| now > s.expires_at_ms));
+        let slot = free.unwrap_or_else(|| {
+            self.slots
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.map_or(0, |s| s.expires_at_ms))
+                .map_or(0, |(i, _)| i)
+        });
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(Issued { random, expires_at_ms });
         }
-        self.next = slot.wrapping_add(1);
         let mut c = [0u8; CHALLENGE_LEN];
         let (e, rest) = c.split_at_mut(8);
         e.copy_from_slice(&expires_at_ms.to_be_bytes());
@@ -411,8 +489,11 @@ mod tests {
         t.verify_bound::<RustCrypto>(&clock, &b, b"req").unwrap();
         assert_eq!(t.verify_bound::<RustCrypto>(&clock, &b, b"req"), Err(Error::Replay));
         let old = t.issue(&mut rng, &clock).unwrap();
-        t.issue(&mut rng, &clock).unwrap();
-        t.issue(&mut rng, &clock).unwrap(); // drops `old`
+        clock.advance(1);
+        let live = t.issue(&mut rng, &clock).unwrap();
+        clock.advance(1);
+        t.issue(&mut rng, &clock).unwrap(); // full: drops `old`, the first to expire
         assert_eq!(t.verify_bound::<RustCrypto>(&clock, &bind::<RustCrypto>(&old, b"r"), b"r"), Err(Error::Replay));
+        t.verify_bound::<RustCrypto>(&clock, &bind::<RustCrypto>(&live, b"r"), b"r").unwrap();
     }
 }

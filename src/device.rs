@@ -9,9 +9,11 @@
 //!   challenge ([`EnrollmentChallenge`], [`EnrollmentRequest`]).
 //! - **Every handshake** carries a device signature over the handshake hash,
 //!   which the server checks against the enrolled key ([`DeviceKeys`]).
-//! - Signatures are accepted in raw (P1363, `r ‖ s`) and DER encodings and
-//!   normalised to low-S before verification, so a signature has exactly one
-//!   accepted form on the wire.
+//! - One signature has one accepted form on the wire: raw (P1363, `r ‖ s`,
+//!   64 bytes) with low S. Hardware returns DER or high-S signatures; the
+//!   client converts them ([`DeviceSignature::to_raw_low_s`]) before sending,
+//!   and verifiers refuse every other form, so a replay cache keyed on bytes
+//!   cannot be bypassed by re-encoding a signature.
 //!
 //! Only the verifiers in this module can mint [`DeviceVerified`], and an
 //! established server session cannot be built without one.
@@ -336,13 +338,19 @@ impl DeviceVerified {
     }
 }
 
-/// Verifies a device signature (raw or DER, normalised to low-S) over a digest.
+/// Verifies a wire signature over a digest: exactly 64 bytes of raw
+/// `r ‖ s` with `0 < r < n` and `0 < s ≤ n/2` (`SPEC.md` §8.2). DER and
+/// high-S forms are refused, so each signature has exactly one accepted
+/// encoding.
 ///
 /// # Errors
-/// [`Error::Authentication`] if it does not verify, [`Error::InvalidKey`] if
-/// `public` is not a valid point.
-pub fn verify_signature<P: CryptoProvider>(public: &PublicKey, digest: &[u8; 32], sig: &DeviceSignature) -> Result<()> {
-    let raw = sig.to_raw_low_s()?;
+/// [`Error::Authentication`] if it is not in that form or does not verify,
+/// [`Error::InvalidKey`] if `public` is not a valid point.
+pub fn verify_signature<P: CryptoProvider>(public: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> Result<()> {
+    let raw: [u8; P256_SIGNATURE_LEN] = sig.try_into().map_err(|_| Error::Authentication)?;
+    if normalize_s(raw)? != raw {
+        return Err(Error::Authentication);
+    }
     P::ecdsa_verify_prehash(public, digest, &raw)
 }
 
@@ -351,7 +359,7 @@ pub(crate) fn verify_device<P: CryptoProvider>(
     device: DeviceId,
     public: &PublicKey,
     digest: &[u8; 32],
-    sig: &DeviceSignature,
+    sig: &[u8],
 ) -> Result<DeviceVerified> {
     verify_signature::<P>(public, digest, sig)?;
     Ok(DeviceVerified { device, _private: PhantomData })
@@ -384,7 +392,10 @@ impl<const N: usize> DeviceKeys for [(DeviceId, PublicKey); N] {
 }
 
 /// A server-issued enrollment challenge: 32 random bytes and an expiry.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// It is neither `Clone` nor `Copy`, and [`Self::verify`] consumes it, so one
+/// challenge verifies at most once.
+#[derive(PartialEq, Eq)]
 pub struct EnrollmentChallenge {
     nonce: [u8; 32],
     expires_at_ms: u64,
@@ -403,11 +414,12 @@ pub struct EnrollmentRequest {
     pub device: DeviceId,
     /// Its public key.
     pub public_key: PublicKey,
-    /// Its signature over the enrollment digest.
-    pub signature: DeviceSignature,
+    /// Its raw low-S signature over the enrollment digest.
+    pub signature: [u8; P256_SIGNATURE_LEN],
 }
 
-/// A device whose enrollment verified: store it in your [`DeviceKeys`].
+/// A device whose enrollment verified: store it in your [`DeviceKeys`]
+/// after [`EnrolledDevice::admit`] applied your re-enrollment policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EnrolledDevice {
     /// The device id.
@@ -416,12 +428,63 @@ pub struct EnrolledDevice {
     pub public_key: PublicKey,
 }
 
+/// What to do when a device id that is already enrolled enrolls again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReEnrollment {
+    /// Keep the enrolled key; a new key for the same id is refused with
+    /// [`Error::AlreadyEnrolled`] (the same key again is accepted and
+    /// changes nothing). The default: whoever learns a device id cannot
+    /// take it over by enrolling a key of their own.
+    #[default]
+    Refuse,
+    /// Replace the enrolled key (after a factory reset, say). Choose it only
+    /// where enrollment itself is authorised out of band.
+    Replace,
+}
+
+/// The outcome of [`EnrolledDevice::admit`]: what to write to the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Admission {
+    /// A new device: store it.
+    New,
+    /// Already enrolled with this very key: nothing to store.
+    Unchanged,
+    /// Enrolled with another key, and the policy replaces it: store the new key.
+    Replaced,
+}
+
+impl EnrolledDevice {
+    /// Applies a re-enrollment policy given the key currently enrolled under
+    /// this id, if any.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyEnrolled`] if another key is enrolled and `policy` is
+    /// [`ReEnrollment::Refuse`].
+    pub fn admit(&self, enrolled: Option<&PublicKey>, policy: ReEnrollment) -> Result<Admission> {
+        match (enrolled, policy) {
+            (None, _) => Ok(Admission::New),
+            (Some(k), _) if *k == self.public_key => Ok(Admission::Unchanged),
+            (Some(_), ReEnrollment::Refuse) => Err(Error::AlreadyEnrolled),
+            (Some(_), ReEnrollment::Replace) => Ok(Admission::Replaced),
+        }
+    }
+}
+
 /// The digest a device signs to enroll:
-/// `SHA-256(label ‖ challenge ‖ len(id) ‖ id ‖ public key)`.
-pub fn enrollment_digest<P: CryptoProvider>(challenge: &[u8; 32], device: &DeviceId, public: &PublicKey) -> [u8; 32] {
+/// `SHA-256(label ‖ server key (65) ‖ challenge ‖ len(id) ‖ id ‖ device key (65))`.
+/// The server key names the server the enrollment is for, so an answer
+/// cannot be relayed to another server.
+pub fn enrollment_digest<P: CryptoProvider>(
+    server: &PublicKey,
+    challenge: &[u8; 32],
+    device: &DeviceId,
+    public: &PublicKey,
+) -> [u8; 32] {
     let id = device.as_bytes();
     let len = [u8::try_from(id.len()).unwrap_or(0)];
-    P::sha256(&[ENROLLMENT_LABEL, challenge, &len, id, public.as_bytes()])
+    P::sha256(&[ENROLLMENT_LABEL, server.as_bytes(), challenge, &len, id, public.as_bytes()])
 }
 
 impl EnrollmentChallenge {
@@ -429,10 +492,10 @@ impl EnrollmentChallenge {
     ///
     /// # Errors
     /// [`Error::Rng`] if the RNG fails.
-    pub fn issue<R: TryCryptoRng + ?Sized>(rng: &mut R, now_ms: u64, ttl_ms: u64) -> Result<Self> {
+    pub fn issue<R: TryCryptoRng + ?Sized>(rng: &mut R, clock: &impl crate::clock::Clock, ttl_ms: u64) -> Result<Self> {
         let mut nonce = [0u8; 32];
         fill_random(rng, &mut nonce)?;
-        Ok(Self { nonce, expires_at_ms: now_ms.saturating_add(ttl_ms) })
+        Ok(Self { nonce, expires_at_ms: clock.now_ms().saturating_add(ttl_ms) })
     }
 
     /// The bytes to send to the device.
@@ -440,31 +503,43 @@ impl EnrollmentChallenge {
         &self.nonce
     }
 
-    /// Device side: signs the challenge with the hardware key.
+    /// Device side: signs the challenge of the server whose key is `server`
+    /// (the key the app pins) with the hardware key, and converts the
+    /// signature to the one wire form (raw, low-S).
     ///
     /// # Errors
-    /// [`Error::Signer`] if the hardware fails.
+    /// [`Error::Signer`] if the hardware fails, [`Error::Authentication`] if
+    /// it returned a malformed signature.
     pub fn answer<P: CryptoProvider, S: DeviceSigner>(
+        server: &PublicKey,
         challenge: &[u8; 32],
         device: DeviceId,
         signer: &mut S,
     ) -> Result<EnrollmentRequest> {
         let public_key = signer.public_key()?;
-        let signature = signer.sign_digest(&enrollment_digest::<P>(challenge, &device, &public_key))?;
+        let signature =
+            signer.sign_digest(&enrollment_digest::<P>(server, challenge, &device, &public_key))?.to_raw_low_s()?;
         Ok(EnrollmentRequest { device, public_key, signature })
     }
 
-    /// Server side: checks the answer. Consumes the challenge, so it is
-    /// single-use whatever the outcome.
+    /// Server side: checks the answer against this challenge and this
+    /// server's key. Consumes the challenge, so it is single-use whatever
+    /// the outcome.
     ///
     /// # Errors
     /// [`Error::Expired`] after the expiry, [`Error::Authentication`] if the
-    /// signature does not verify, [`Error::InvalidKey`] for a bad key.
-    pub fn verify<P: CryptoProvider>(self, request: &EnrollmentRequest, now_ms: u64) -> Result<EnrolledDevice> {
-        if now_ms > self.expires_at_ms {
+    /// signature does not verify (or names another server),
+    /// [`Error::InvalidKey`] for a bad key.
+    pub fn verify<P: CryptoProvider>(
+        self,
+        server: &PublicKey,
+        request: &EnrollmentRequest,
+        clock: &impl crate::clock::Clock,
+    ) -> Result<EnrolledDevice> {
+        if clock.now_ms() > self.expires_at_ms {
             return Err(Error::Expired);
         }
-        let digest = enrollment_digest::<P>(&self.nonce, &request.device, &request.public_key);
+        let digest = enrollment_digest::<P>(server, &self.nonce, &request.device, &request.public_key);
         verify_signature::<P>(&request.public_key, &digest, &request.signature)?;
         Ok(EnrolledDevice { device: request.device, public_key: request.public_key })
     }

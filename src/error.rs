@@ -50,9 +50,17 @@ pub enum Error {
     /// Caller: a fixed-capacity table is full (sessions, pending handshakes).
     /// Nothing was inserted; sweep expired entries or raise the capacity.
     CapacityExceeded,
-    /// Caller: the key reached its invocation or sequence limit. Rekey now;
-    /// nothing was sealed.
+    /// Caller: the key reached its invocation, sequence or block limit. Rekey
+    /// now (a session: [`crate::session::Session::update_keys`]); nothing was sealed.
     KeyExhausted,
+    /// Peer: so many forged frames failed under this receiving key that a
+    /// forgery could now succeed (the AEAD integrity limit). The key is dead:
+    /// every frame is refused, the peer's key update included. The peer must
+    /// run a new handshake (a one-shot key: the sender must rekey).
+    IntegrityLimit,
+    /// Caller: the device id is already enrolled with another key, and the
+    /// re-enrollment policy refuses to replace it.
+    AlreadyEnrolled,
     /// Caller or peer: the session, token or challenge has expired.
     Expired,
     /// Peer: the token's `nbf` is still in the future (beyond the leeway).
@@ -96,6 +104,8 @@ impl fmt::Display for Error {
             Error::PayloadTooLarge => f.write_str("payload too large"),
             Error::CapacityExceeded => f.write_str("capacity exceeded"),
             Error::KeyExhausted => f.write_str("key exhausted: rekey required"),
+            Error::IntegrityLimit => f.write_str("integrity limit reached: re-handshake required"),
+            Error::AlreadyEnrolled => f.write_str("device already enrolled with another key"),
             Error::Expired => f.write_str("expired"),
             Error::NotYetValid => f.write_str("not yet valid"),
             Error::WrongAudience => f.write_str("wrong audience"),

@@ -27,7 +27,7 @@
 //! - server: [`ServerKey::accept`] → [`ServerAwaitFinish::finish`] → [`Session`].
 
 use crate::clock::Clock;
-use crate::device::{DeviceId, DeviceKeys, DeviceSignature, DeviceSigner, HANDSHAKE_SIGNATURE_LABEL};
+use crate::device::{DeviceId, DeviceKeys, DeviceSigner, HANDSHAKE_SIGNATURE_LABEL};
 use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, NONCE_LEN, PublicKey, RustCrypto, TAG_LEN, fill_random};
 use crate::record::{CounterReceiver, CounterSender};
@@ -211,6 +211,15 @@ fn derive_session<P: CryptoProvider>(ck: &Secret<32>, h: &[u8; 32]) -> Result<Se
     Ok(SessionKeys { session_id, c2s, s2c, handshake_hash: *h })
 }
 
+/// The client's clock offset (SPEC.md §7.3):
+/// `server_time − ⌊(t_send + t_receive) / 2⌋`, the sum taken without
+/// overflow (as u128) and the division rounding down, saturated to `i64`.
+pub fn clock_offset(server_time_ms: u64, sent_ms: u64, received_ms: u64) -> i64 {
+    let mid = (u128::from(sent_ms).saturating_add(u128::from(received_ms)) / 2) as i128;
+    let off = i128::from(server_time_ms).saturating_sub(mid);
+    i64::try_from(off).unwrap_or(if off < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// The digest the device signs in message 3: `SHA-256(label ‖ H)`.
 pub fn handshake_signature_digest<P: CryptoProvider>(handshake_hash: &[u8; 32]) -> [u8; 32] {
     P::sha256(&[HANDSHAKE_SIGNATURE_LABEL, handshake_hash])
@@ -259,11 +268,12 @@ impl<P: CryptoProvider> ClientHandshake<P> {
     }
 
     /// [`Self::start`] with a caller-chosen ephemeral key and handshake id:
-    /// for test vectors only (feature `test-vectors`).
+    /// for test vectors only (`RUSTFLAGS="--cfg oncewire_test_vectors"`,
+    /// never a Cargo feature, so no dependency can switch it on).
     ///
     /// # Errors
     /// As [`Self::start`].
-    #[cfg(feature = "test-vectors")]
+    #[cfg(oncewire_test_vectors)]
     pub fn start_with(
         server_static: PublicKey,
         handshake_id: [u8; KEY_ID_LEN],
@@ -327,6 +337,8 @@ impl<P: CryptoProvider> ClientAwaitResponse<P> {
         limits: Limits,
         out: &mut [u8],
     ) -> Result<(Session<P, W>, usize)> {
+        // t_receive of the clock offset (SPEC.md §7.3): before any P-256 work.
+        let received_ms = clock.now_ms();
         let (h2, head, body) = parse_control(msg2, FrameType::HandshakeResponse)?;
         if h2.key_id != self.handshake_id {
             return Err(Error::UnknownKey);
@@ -351,14 +363,10 @@ impl<P: CryptoProvider> ClientAwaitResponse<P> {
             keys,
             Peer::Server(self.server_static),
             limits.with_lifetime(hello.lifetime_ms),
-            now,
+            received_ms,
             proof.into(),
         )?;
-        session.set_clock_offset(
-            i64::try_from(hello.server_time_ms)
-                .unwrap_or(i64::MAX)
-                .saturating_sub(i64::try_from(now.saturating_add(self.started_ms) / 2).unwrap_or(i64::MAX)),
-        );
+        session.set_clock_offset(clock_offset(hello.server_time_ms, self.started_ms, received_ms));
         let payload_len = write_body(&FinishBody { device_id: device.as_bytes(), signature: &sig }, out)?;
         let n = session.seal_finish(now, out, payload_len)?;
         Ok((session, n))
@@ -441,11 +449,11 @@ impl<P: CryptoProvider> ServerKey<P> {
     }
 
     /// [`Self::accept`] with a caller-chosen ephemeral key: for test vectors
-    /// only (feature `test-vectors`).
+    /// only (`RUSTFLAGS="--cfg oncewire_test_vectors"`).
     ///
     /// # Errors
     /// As [`Self::accept`].
-    #[cfg(feature = "test-vectors")]
+    #[cfg(oncewire_test_vectors)]
     pub fn accept_with(
         &self,
         e: P::EcdhSecret,
@@ -546,8 +554,7 @@ impl<P: CryptoProvider> ServerAwaitFinish<P> {
         let body: FinishBody<'_> = decode_exact(opened.payload)?;
         let device = DeviceId::new(body.device_id)?;
         let public = keys.device_key(&device).ok_or(Error::UnknownKey)?;
-        let sig = DeviceSignature::from_bytes(body.signature)?;
-        let proof = crate::device::verify_device::<P>(device, &public, &digest, &sig)?;
+        let proof = crate::device::verify_device::<P>(device, &public, &digest, body.signature)?;
         Session::<P, W>::establish_server(self.keys, rx, self.limits, now, proof)
     }
 }

@@ -315,11 +315,12 @@ impl<A: HpkeAead, P: CryptoProvider> SenderContext<A, P> {
     }
 
     /// Setup with a caller-chosen ephemeral key (for the RFC 9180 test
-    /// vectors; feature `test-vectors`). Never reuse an ephemeral key.
+    /// vectors; `RUSTFLAGS="--cfg oncewire_test_vectors"`). Never reuse an
+    /// ephemeral key.
     ///
     /// # Errors
     /// As [`Self::base`].
-    #[cfg(feature = "test-vectors")]
+    #[cfg(oncewire_test_vectors)]
     pub fn setup_with_ephemeral(
         ephemeral: KeyPair<P>,
         pk_r: &PublicKey,

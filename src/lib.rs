@@ -8,6 +8,7 @@
 extern crate std;
 
 pub mod audit;
+pub mod cache;
 pub mod challenge;
 pub mod clock;
 pub mod device;
@@ -17,9 +18,11 @@ pub mod hpke;
 pub mod provider;
 pub mod record;
 pub mod replay;
+pub mod request;
 pub mod rng;
 pub mod secret;
 pub mod session;
+pub mod snapshot;
 pub mod store;
 pub mod stream;
 #[cfg(feature = "std")]

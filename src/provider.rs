@@ -155,8 +155,9 @@ pub trait CryptoProvider {
             if let Some(slot) = parts.get_mut(n) {
                 *slot = &counter;
             }
-            let block = Self::hmac_sha256(prk.expose(), parts.get(..=n).unwrap_or_default());
-            *t.expose_mut() = block;
+            // Written straight into the zeroized buffer: no copy of the block
+            // stays on the stack.
+            *t.expose_mut() = Self::hmac_sha256(prk.expose(), parts.get(..=n).unwrap_or_default());
             t_len = 32;
             chunk.copy_from_slice(t.expose().get(..chunk.len()).unwrap_or_default());
         }

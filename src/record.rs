@@ -23,20 +23,50 @@ use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, NONCE_LEN, RustCrypto, TAG_LEN, fill_random};
-use crate::replay::{Commit, CounterWindow, Freshness, NonceRing, TimeFloor};
+use crate::replay::{Commit, CounterWindow, Freshness, NonceRing, TimeFloor, WindowState};
 use crate::secret::Secret;
+use crate::snapshot::{Kind, SnapshotKey};
+use crate::store::CounterStore;
 use crate::wire::{Frame, FrameType, HEADER_LEN, Header, KEY_ID_LEN, MAX_PAYLOAD_LEN, NonceField, buffer_len};
 
 /// The NIST SP 800-38D limit on invocations of one key with random 96-bit nonces.
 pub const RANDOM_NONCE_MAX_INVOCATIONS: u64 = 1 << 32;
 
+/// The largest payload sealed under a long-lived key ([`OneShotSender`],
+/// [`crate::store::PersistentSender`]): 2^14 bytes, the record size the
+/// AES-GCM usage limits of RFC 9147 §4.5.3 assume. Their usage counts are
+/// persisted as record counts, so capping the record size bounds the number
+/// of AES blocks under the key as well.
+pub const LONG_KEY_MAX_PAYLOAD: usize = 1 << 14;
+
+/// Default AES-GCM integrity limit: failed decryptions tolerated under one
+/// receiving key (RFC 9147 §4.5.3).
+pub const DEFAULT_MAX_FAILED: u64 = 1 << 36;
+
+/// AES blocks one GCM invocation over `len` bytes uses: the payload blocks
+/// and the one that encrypts the tag.
+pub(crate) const fn gcm_blocks(len: usize) -> u64 {
+    (len as u64).div_ceil(16).saturating_add(1)
+}
+
 /// An opened frame: its authenticated header and the plaintext, in place.
-#[derive(Debug)]
+///
+/// Its `Debug` output shows the header and the payload length, never the
+/// plaintext.
 pub struct Opened<'a> {
     /// The authenticated header.
     pub header: Header,
     /// The plaintext, inside the caller's buffer.
     pub payload: &'a mut [u8],
+}
+
+impl core::fmt::Debug for Opened<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Opened")
+            .field("header", &self.header)
+            .field("payload_len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Nonce for the counter strategy: IV XOR (0⁴ ‖ seq), as in TLS 1.3 §5.3.
@@ -50,8 +80,8 @@ pub fn counter_nonce(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
     n
 }
 
-/// Most external AAD a frame may carry: a request's sequence number.
-pub(crate) const MAX_AAD_EXT: usize = 8;
+/// Most external AAD a frame may carry: a request's generation and sequence number.
+pub(crate) const MAX_AAD_EXT: usize = 12;
 
 /// `header ‖ ext` on the stack.
 struct Aad {
@@ -175,6 +205,8 @@ pub struct CounterSender<P: CryptoProvider = RustCrypto> {
     session_id: [u8; KEY_ID_LEN],
     next_seq: u64,
     limit: u64,
+    blocks: u64,
+    block_limit: u64,
 }
 
 impl<P: CryptoProvider> core::fmt::Debug for CounterSender<P> {
@@ -192,7 +224,15 @@ impl<P: CryptoProvider> CounterSender<P> {
     /// # Errors
     /// [`Error::InvalidKey`] if the provider rejects the key.
     pub fn new(key: &Secret<32>, iv: Secret<NONCE_LEN>, session_id: [u8; KEY_ID_LEN], first_seq: u64) -> Result<Self> {
-        Ok(Self { cipher: P::Aes256Gcm::new(key.expose())?, iv, session_id, next_seq: first_seq, limit: u64::MAX })
+        Ok(Self {
+            cipher: P::Aes256Gcm::new(key.expose())?,
+            iv,
+            session_id,
+            next_seq: first_seq,
+            limit: u64::MAX,
+            blocks: 0,
+            block_limit: u64::MAX,
+        })
     }
 
     /// Lowers the last usable sequence number (exclusive): sealing at
@@ -200,6 +240,20 @@ impl<P: CryptoProvider> CounterSender<P> {
     /// limits and for counter reservations.
     pub fn set_limit(&mut self, limit: u64) {
         self.limit = limit;
+    }
+
+    /// Caps the AES blocks sealed under this key (the AES-GCM
+    /// confidentiality limit counts blocks, not records). A seal that would
+    /// pass the cap fails with [`Error::KeyExhausted`]. Counted in memory:
+    /// for a key that outlives the process, cap the record size instead
+    /// ([`LONG_KEY_MAX_PAYLOAD`]).
+    pub fn set_block_limit(&mut self, blocks: u64) {
+        self.block_limit = blocks;
+    }
+
+    /// AES blocks sealed under this key so far.
+    pub const fn blocks(&self) -> u64 {
+        self.blocks
     }
 
     /// The sequence number the next frame will carry.
@@ -233,13 +287,15 @@ impl<P: CryptoProvider> CounterSender<P> {
         payload_len: usize,
     ) -> Result<usize> {
         let seq = self.next_seq;
-        if seq >= self.limit {
+        let blocks = self.blocks.saturating_add(gcm_blocks(payload_len));
+        if seq >= self.limit || blocks > self.block_limit {
             return Err(Error::KeyExhausted);
         }
         let header = header_for(frame_type, self.session_id, NonceField::Counter(seq), now, payload_len, buf.len())?;
         let n = seal_frame(&self.cipher, &header, &counter_nonce(self.iv.expose(), seq), aad_ext, buf)?;
         // seq < limit <= u64::MAX, so this cannot overflow.
         self.next_seq = seq.saturating_add(1);
+        self.blocks = blocks;
         Ok(n)
     }
 
@@ -263,6 +319,7 @@ pub struct CounterReceiver<P: CryptoProvider = RustCrypto, const W: usize = 32> 
     window: CounterWindow<W>,
     floor: TimeFloor,
     freshness: Option<Freshness>,
+    snapshot_key: SnapshotKey<P>,
     audit: Audit,
     failed: u64,
     max_failed: u64,
@@ -279,7 +336,8 @@ impl<P: CryptoProvider, const W: usize> core::fmt::Debug for CounterReceiver<P, 
 }
 
 impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
-    /// A receiver with an empty window and no timestamp check.
+    /// A receiver with an empty window and no timestamp check. Sessions
+    /// turn the freshness check on ([`crate::session::Limits::freshness`]).
     ///
     /// # Errors
     /// [`Error::InvalidKey`] if the provider rejects the key.
@@ -291,9 +349,10 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
             window: CounterWindow::new(),
             floor: TimeFloor::NONE,
             freshness: None,
+            snapshot_key: SnapshotKey::derive(key.expose()),
             audit: Audit::new(),
             failed: 0,
-            max_failed: u64::MAX,
+            max_failed: DEFAULT_MAX_FAILED,
         })
     }
 
@@ -304,16 +363,47 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
         self
     }
 
-    /// Replaces the replay state: a restored snapshot, or a restart floor
-    /// when the window could not be restored.
+    /// A receiver that restarted without a valid snapshot: it refuses every
+    /// frame stamped at or below `floor`, and checks freshness, without
+    /// which a floor is unsound (a sender whose clock ran fast could have
+    /// had frames above it accepted before the restart; `SPEC.md` §4.4).
+    /// Take the floor from [`crate::replay::TimeMark::boot`].
     #[must_use]
-    pub fn with_replay_state(mut self, window: CounterWindow<W>, floor: TimeFloor) -> Self {
-        self.window = window;
+    pub fn with_restart_floor(mut self, floor: TimeFloor, freshness: Freshness) -> Self {
         self.floor = floor;
+        self.freshness = Some(freshness);
         self
     }
 
-    /// The replay window (for snapshots and equality checks).
+    /// Writes an authenticated snapshot of the window and floor, bound to
+    /// this key and session id, tagged with `epoch` (`SPEC.md` §4.4).
+    /// Returns its length.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if `out` is too small (`W × 10 + 64` bytes always fit).
+    pub fn snapshot(&self, epoch: u64, out: &mut [u8]) -> Result<usize> {
+        let state = WindowState { window: self.window.clone(), floor: self.floor };
+        self.snapshot_key.seal(Kind::Window, W, &self.session_id, epoch, &state, out)
+    }
+
+    /// Restores the window and floor from a snapshot this key and session
+    /// wrote with epoch `trusted_epoch`. A restored receiver checks
+    /// `freshness`.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`], [`Error::Authentication`] (forged, relabelled,
+    /// or another key's or session's), [`Error::Rollback`], [`Error::Decode`],
+    /// [`Error::TrailingBytes`]. On error the receiver is unchanged.
+    pub fn restore(&mut self, snapshot: &[u8], trusted_epoch: u64, freshness: Freshness) -> Result<()> {
+        let state = self.snapshot_key.open(Kind::Window, W, &self.session_id, trusted_epoch, snapshot)?;
+        let state = WindowState::<W>::decode(state)?;
+        self.window = state.window;
+        self.floor = state.floor;
+        self.freshness = Some(freshness);
+        Ok(())
+    }
+
+    /// The replay window (for inspection and equality checks).
     pub const fn window(&self) -> &CounterWindow<W> {
         &self.window
     }
@@ -337,7 +427,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     #[inline]
     fn precheck(&self, expected: FrameType, buf: &[u8], now: u64) -> Result<(Header, u64)> {
         if self.failed >= self.max_failed {
-            return Err(Error::KeyExhausted);
+            return Err(Error::IntegrityLimit);
         }
         let h = parse_for(buf, expected, &self.session_id)?;
         let NonceField::Counter(seq) = h.nonce else {
@@ -356,7 +446,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// # Errors
     /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`],
     /// [`Error::Stale`], [`Error::FromFuture`], [`Error::Replay`],
-    /// [`Error::Authentication`], and [`Error::KeyExhausted`] once the
+    /// [`Error::Authentication`], and [`Error::IntegrityLimit`] once the
     /// integrity limit is reached. On any error `frame` and the replay state
     /// are unchanged.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Opened<'a>> {
@@ -394,8 +484,9 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     }
 
     /// Sets how many failed decryptions are tolerated under this key (the
-    /// AEAD integrity limit). At the limit every open fails with
-    /// [`Error::KeyExhausted`]: rekey.
+    /// AEAD integrity limit, default 2^36). At the limit every open fails
+    /// with [`Error::IntegrityLimit`], a key update from the peer included:
+    /// the key is dead, and the peer must re-handshake.
     pub fn set_max_failed(&mut self, max_failed: u64) {
         self.max_failed = max_failed;
     }
@@ -403,6 +494,11 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// Failed decryptions (bad tags) seen under this key.
     pub const fn failed(&self) -> u64 {
         self.failed
+    }
+
+    /// True once the integrity limit is reached (see [`Self::set_max_failed`]).
+    pub const fn integrity_limit_reached(&self) -> bool {
+        self.failed >= self.max_failed
     }
 }
 
@@ -412,14 +508,22 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
 
 /// Seals one-shot frames under a long-lived key with random 96-bit nonces
 /// and an enforced invocation cap.
-pub struct OneShotSender<P: CryptoProvider = RustCrypto> {
+///
+/// The invocation count survives reboots: it is reserved ahead in blocks in
+/// a [`CounterStore`] (`SPEC.md` §10), so a reboot resumes at or above every
+/// count used and the cap cannot be reset by restarting. Payloads are at
+/// most [`LONG_KEY_MAX_PAYLOAD`] bytes.
+pub struct OneShotSender<S: CounterStore, P: CryptoProvider = RustCrypto> {
     cipher: P::Aes256Gcm,
     key_id: [u8; KEY_ID_LEN],
     used: u64,
+    reserved_until: u64,
+    block: u64,
     cap: u64,
+    store: S,
 }
 
-impl<P: CryptoProvider> core::fmt::Debug for OneShotSender<P> {
+impl<S: CounterStore, P: CryptoProvider> core::fmt::Debug for OneShotSender<S, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OneShotSender")
             .field("key_id", &self.key_id)
@@ -429,14 +533,31 @@ impl<P: CryptoProvider> core::fmt::Debug for OneShotSender<P> {
     }
 }
 
-impl<P: CryptoProvider> OneShotSender<P> {
-    /// A sender with the default cap of 2³² invocations, of which `used`
-    /// were already spent (persist it across restarts).
+impl<S: CounterStore, P: CryptoProvider> OneShotSender<S, P> {
+    /// Boots a sender with the default cap of 2³² invocations: resumes at
+    /// the stored count (0 if none) and durably reserves `block` (at least
+    /// 1) more before returning.
     ///
     /// # Errors
-    /// [`Error::InvalidKey`] if the provider rejects the key.
-    pub fn new(key: &Secret<32>, key_id: [u8; KEY_ID_LEN], used: u64) -> Result<Self> {
-        Ok(Self { cipher: P::Aes256Gcm::new(key.expose())?, key_id, used, cap: RANDOM_NONCE_MAX_INVOCATIONS })
+    /// [`Error::Storage`] if the store fails, [`Error::KeyExhausted`] if the
+    /// stored count is at the cap, [`Error::InvalidKey`].
+    pub fn boot(key: &Secret<32>, key_id: [u8; KEY_ID_LEN], mut store: S, block: u64) -> Result<Self> {
+        let block = block.max(1);
+        let used = store.load()?.unwrap_or(0);
+        if used >= RANDOM_NONCE_MAX_INVOCATIONS {
+            return Err(Error::KeyExhausted);
+        }
+        let reserved_until = used.saturating_add(block);
+        store.store(reserved_until)?;
+        Ok(Self {
+            cipher: P::Aes256Gcm::new(key.expose())?,
+            key_id,
+            used,
+            reserved_until,
+            block,
+            cap: RANDOM_NONCE_MAX_INVOCATIONS,
+            store,
+        })
     }
 
     /// Lowers the invocation cap. Values above 2³² are clamped to 2³².
@@ -446,7 +567,7 @@ impl<P: CryptoProvider> OneShotSender<P> {
         self
     }
 
-    /// Invocations spent so far.
+    /// Invocations spent so far (including those lost to reboots).
     pub const fn used(&self) -> u64 {
         self.used
     }
@@ -460,9 +581,10 @@ impl<P: CryptoProvider> OneShotSender<P> {
     /// fresh random nonce. Returns the frame length.
     ///
     /// # Errors
-    /// [`Error::KeyExhausted`] at the cap (rekey), [`Error::Rng`] if the RNG
-    /// fails, [`Error::PayloadTooLarge`], [`Error::BufferTooSmall`]. Nothing
-    /// is consumed on error.
+    /// [`Error::KeyExhausted`] at the cap (rekey), [`Error::Storage`] if the
+    /// next reservation cannot be made durable, [`Error::Rng`] if the RNG
+    /// fails, [`Error::PayloadTooLarge`] above [`LONG_KEY_MAX_PAYLOAD`],
+    /// [`Error::BufferTooSmall`]. Nothing is sealed on error.
     pub fn seal_in_place<R: rand_core::TryCryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -473,6 +595,9 @@ impl<P: CryptoProvider> OneShotSender<P> {
         if self.used >= self.cap {
             return Err(Error::KeyExhausted);
         }
+        if payload_len > LONG_KEY_MAX_PAYLOAD {
+            return Err(Error::PayloadTooLarge);
+        }
         let mut nonce = [0u8; NONCE_LEN];
         let header = header_for(
             FrameType::Sealed,
@@ -482,6 +607,11 @@ impl<P: CryptoProvider> OneShotSender<P> {
             payload_len,
             buf.len(),
         )?;
+        if self.used >= self.reserved_until {
+            let bound = self.used.saturating_add(self.block);
+            self.store.store(bound)?;
+            self.reserved_until = bound;
+        }
         fill_random(rng, &mut nonce)?;
         let header = Header { nonce: NonceField::Random(nonce), ..header };
         let n = seal_frame(&self.cipher, &header, &nonce, &[], buf)?;
@@ -504,6 +634,11 @@ impl<P: CryptoProvider> OneShotSender<P> {
         stage(payload, out)?;
         self.seal_in_place(rng, clock, out, payload.len())
     }
+
+    /// Gives back the store.
+    pub fn into_store(self) -> S {
+        self.store
+    }
 }
 
 /// Opens one-shot frames, with a [`NonceRing`] of `N` nonces and a
@@ -512,7 +647,10 @@ pub struct OneShotReceiver<P: CryptoProvider = RustCrypto, const N: usize = 1024
     cipher: P::Aes256Gcm,
     key_id: [u8; KEY_ID_LEN],
     ring: NonceRing<N>,
+    snapshot_key: SnapshotKey<P>,
     audit: Audit,
+    failed: u64,
+    max_failed: u64,
 }
 
 impl<P: CryptoProvider, const N: usize> core::fmt::Debug for OneShotReceiver<P, N> {
@@ -526,12 +664,54 @@ impl<P: CryptoProvider, const N: usize> core::fmt::Debug for OneShotReceiver<P, 
 }
 
 impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
-    /// A receiver with the given ring (new, restored, or after a restart).
+    /// A receiver with the given ring (new, or after a restart with the
+    /// floor of [`crate::replay::TimeMark::boot`]).
     ///
     /// # Errors
     /// [`Error::InvalidKey`] if the provider rejects the key.
     pub fn new(key: &Secret<32>, key_id: [u8; KEY_ID_LEN], ring: NonceRing<N>) -> Result<Self> {
-        Ok(Self { cipher: P::Aes256Gcm::new(key.expose())?, key_id, ring, audit: Audit::new() })
+        Ok(Self {
+            cipher: P::Aes256Gcm::new(key.expose())?,
+            key_id,
+            ring,
+            snapshot_key: SnapshotKey::derive(key.expose()),
+            audit: Audit::new(),
+            failed: 0,
+            max_failed: DEFAULT_MAX_FAILED,
+        })
+    }
+
+    /// A receiver restored from a snapshot that this key and key id wrote
+    /// with epoch `trusted_epoch` (`SPEC.md` §4.4).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], and those of [`NonceRing::restore`].
+    pub fn restore(
+        key: &Secret<32>,
+        key_id: [u8; KEY_ID_LEN],
+        snapshot: &[u8],
+        trusted_epoch: u64,
+        freshness: Freshness,
+        hash_key: [u8; 16],
+    ) -> Result<Self> {
+        let snapshot_key = SnapshotKey::<P>::derive(key.expose());
+        let ring = NonceRing::restore(snapshot, &snapshot_key, &key_id, trusted_epoch, freshness, hash_key)?;
+        Self::new(key, key_id, ring)
+    }
+
+    /// Writes an authenticated snapshot of the ring, bound to this key and
+    /// key id. Returns its length.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if `out` is too small.
+    pub fn snapshot(&self, epoch: u64, out: &mut [u8]) -> Result<usize> {
+        self.ring.snapshot(&self.snapshot_key, &self.key_id, epoch, out)
+    }
+
+    /// Sets the integrity limit (default 2^36 failed decryptions); at the
+    /// limit every open fails with [`Error::IntegrityLimit`]: rekey.
+    pub fn set_max_failed(&mut self, max_failed: u64) {
+        self.max_failed = max_failed;
     }
 
     /// The replay state.
@@ -545,6 +725,9 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
     }
 
     fn precheck(&self, buf: &[u8], now: u64) -> Result<(Header, [u8; NONCE_LEN])> {
+        if self.failed >= self.max_failed {
+            return Err(Error::IntegrityLimit);
+        }
         let h = parse_for(buf, FrameType::Sealed, &self.key_id)?;
         let NonceField::Random(nonce) = h.nonce else {
             return Err(Error::Malformed);
@@ -558,7 +741,8 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
     /// # Errors
     /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`],
     /// [`Error::Stale`], [`Error::FromFuture`], [`Error::Replay`],
-    /// [`Error::Authentication`]. On any error `frame` and the ring are unchanged.
+    /// [`Error::Authentication`], [`Error::IntegrityLimit`]. On any error
+    /// `frame` and the ring are unchanged.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Opened<'a>> {
         let now = clock.now_ms();
         let r = self
@@ -573,6 +757,9 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
                 Ok(opened)
             }
             Err(e) => {
+                if e == Error::Authentication {
+                    self.failed = self.failed.saturating_add(1);
+                }
                 self.audit.record(e);
                 Err(e)
             }
@@ -623,14 +810,17 @@ mod tests {
         impl rand_core::TryCryptoRng for Counting {}
         let key = Secret::new([1u8; 32]);
         let clock = ManualClock::new(5);
-        let mut tx = OneShotSender::<RustCrypto>::new(&key, [3; 8], 0).unwrap().with_cap(2);
+        let mut store = crate::store::VolatileStore::new();
+        let mut tx = OneShotSender::<_, RustCrypto>::boot(&key, [3; 8], &mut store, 1).unwrap().with_cap(2);
         let mut buf = [0u8; 64];
         let mut rng = Counting(0);
         tx.seal(&mut rng, &clock, b"a", &mut buf).unwrap();
         tx.seal(&mut rng, &clock, b"b", &mut buf).unwrap();
         assert_eq!(tx.seal(&mut rng, &clock, b"c", &mut buf), Err(Error::KeyExhausted));
         assert_eq!(tx.remaining(), 0);
-        let tx = OneShotSender::<RustCrypto>::new(&key, [3; 8], 0).unwrap().with_cap(u64::MAX);
-        assert_eq!(tx.remaining(), 1 << 32);
+        drop(tx);
+        // A reboot resumes at the stored count: the cap is not reset.
+        let tx = OneShotSender::<_, RustCrypto>::boot(&key, [3; 8], &mut store, 1).unwrap().with_cap(u64::MAX);
+        assert_eq!(tx.remaining(), (1 << 32) - 2);
     }
 }

@@ -23,15 +23,22 @@
 //! operator can size the ring.
 //!
 //! # Restarts
-//! State can be written to a postcard snapshot tagged with an epoch, and
-//! restored only if the epoch equals the one the caller keeps in trusted
-//! storage (see `SPEC.md` §4.4 for the write order). With no valid snapshot,
-//! [`NonceRing::after_restart`] and [`TimeFloor::after_restart`] start with a
-//! floor at boot time plus the allowed future skew, so nothing that could
-//! have been accepted before the restart is accepted after it.
+//! State can be written to an authenticated snapshot ([`crate::snapshot`])
+//! tagged with an epoch, and restored only if its tag verifies under the
+//! receiver's snapshot key, it belongs to the same key or session, and its
+//! epoch equals the one the caller keeps in trusted storage (see `SPEC.md`
+//! §4.4 for the write order). With no valid snapshot the receiver starts
+//! with a floor ([`TimeMark::boot`]): the larger of a persisted high-water
+//! mark of the receiver's clock and boot time plus the allowed future skew.
+//! A floor is only sound together with a freshness check (every receiver
+//! that takes a floor has one), so nothing that could have been accepted
+//! before the restart is accepted after it, whatever the clocks do.
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::provider::NONCE_LEN;
+use crate::provider::{CryptoProvider, NONCE_LEN};
+use crate::snapshot::{Kind, SnapshotKey, decode_exact};
+use crate::store::CounterStore;
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -85,9 +92,17 @@ impl TimeFloor {
 
     /// The floor after a restart without a valid snapshot: boot time plus the
     /// allowed future skew. Anything accepted before the restart carried a
-    /// timestamp at or below that.
+    /// timestamp at or below that **only if** the receiver checked freshness
+    /// and its clock at boot is not behind its clock before the restart. Where
+    /// the clock may be behind at boot (no real-time clock), use
+    /// [`TimeMark::boot`], which also persists a high-water mark.
     pub const fn after_restart(now: u64, freshness: &Freshness) -> Self {
         Self(Some(now.saturating_add(freshness.max_future_skew_ms)))
+    }
+
+    /// A floor at `ts`: everything stamped at or below it is refused.
+    pub const fn at(ts: u64) -> Self {
+        Self(Some(ts))
     }
 
     /// The floor value, if any.
@@ -285,7 +300,7 @@ impl Entry {
 /// Equality is semantic: two rings are equal when they hold the same
 /// `(nonce, timestamp)` entries in the same order, with the same floor,
 /// freshness window and hash key, whatever their internal layout.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NonceRing<const N: usize> {
     entries: [Entry; N],
     buckets: [u32; N],
@@ -296,11 +311,30 @@ pub struct NonceRing<const N: usize> {
     hash_key: [u64; 2],
 }
 
+impl<const N: usize> core::fmt::Debug for NonceRing<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The hash key is secret: it keeps collisions unaimable.
+        f.debug_struct("NonceRing")
+            .field("capacity", &N)
+            .field("len", &self.len)
+            .field("floor", &self.floor)
+            .field("freshness", &self.freshness)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize> Drop for NonceRing<N> {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.hash_key);
+    }
+}
+
 impl<const N: usize> PartialEq for NonceRing<N> {
     fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
         self.floor == other.floor
             && self.freshness == other.freshness
-            && self.hash_key == other.hash_key
+            && bool::from(self.hash_key.ct_eq(&other.hash_key))
             && self.len == other.len
             && self.iter().eq(other.iter())
     }
@@ -344,11 +378,22 @@ impl<const N: usize> NonceRing<N> {
     }
 
     /// An empty ring for a receiver that restarted without a valid snapshot:
-    /// its floor is `now + max_future_skew_ms`.
+    /// its floor is `now + max_future_skew_ms`. Sound only if the clock at
+    /// boot is not behind the clock before the restart; otherwise start
+    /// from the floor [`TimeMark::boot`] returns, with [`Self::with_floor`].
     pub const fn after_restart(freshness: Freshness, hash_key: [u8; 16], now: u64) -> Self {
-        let mut r = Self::new(freshness, hash_key);
-        r.floor = TimeFloor::after_restart(now, &freshness);
-        r
+        Self::new(freshness, hash_key).with_floor(TimeFloor::after_restart(now, &freshness))
+    }
+
+    /// The same ring with its floor raised to at least `floor`.
+    #[must_use]
+    pub const fn with_floor(mut self, floor: TimeFloor) -> Self {
+        self.floor = match (self.floor.0, floor.0) {
+            (Some(a), Some(b)) if a >= b => TimeFloor(Some(a)),
+            (_, Some(b)) => TimeFloor(Some(b)),
+            (a, None) => TimeFloor(a),
+        };
+        self
     }
 
     /// Capacity.
@@ -491,28 +536,65 @@ impl<const N: usize> NonceRing<N> {
         })
     }
 
-    /// Writes a postcard snapshot tagged with `epoch` into `out` and returns
-    /// the bytes written. See `SPEC.md` §4.4 for when to call it.
+    /// Writes an authenticated snapshot (`SPEC.md` §4.4) of this ring,
+    /// bound to `context` (the key id of the receiver) and tagged with
+    /// `epoch`, into `out`. Returns its length.
     ///
     /// # Errors
     /// [`Error::Encode`] if `out` is too small.
-    pub fn snapshot<'a>(&self, epoch: u64, out: &'a mut [u8]) -> Result<&'a mut [u8]> {
-        postcard::to_slice(&(epoch, RingRef(self)), out).map_err(|_| Error::Encode)
+    pub fn snapshot<P: CryptoProvider>(
+        &self,
+        key: &SnapshotKey<P>,
+        context: &[u8],
+        epoch: u64,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        self.snapshot_as(Kind::Ring, key, context, epoch, out)
     }
 
-    /// Restores a ring from a snapshot, only if its epoch equals
-    /// `trusted_epoch`. Trailing bytes are rejected.
+    pub(crate) fn snapshot_as<P: CryptoProvider>(
+        &self,
+        kind: Kind,
+        key: &SnapshotKey<P>,
+        context: &[u8],
+        epoch: u64,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        key.seal(kind, N, context, epoch, &RingRef(self), out)
+    }
+
+    /// Restores a ring from a snapshot made by [`Self::snapshot`] with the
+    /// same key, capacity and context, only if its epoch equals
+    /// `trusted_epoch`.
     ///
     /// # Errors
-    /// [`Error::Decode`] for malformed input or more than `N` entries,
-    /// [`Error::TrailingBytes`], [`Error::Rollback`] if the epoch differs.
-    pub fn restore(bytes: &[u8], trusted_epoch: u64, freshness: Freshness, hash_key: [u8; 16]) -> Result<Self> {
-        let (epoch, rest) = postcard::take_from_bytes::<u64>(bytes).map_err(|_| Error::Decode)?;
-        if epoch != trusted_epoch {
-            return Err(Error::Rollback);
-        }
+    /// [`Error::Truncated`], [`Error::Authentication`] (a forged, relabelled
+    /// or foreign snapshot), [`Error::Rollback`] (another epoch),
+    /// [`Error::Decode`] (more than `N` entries, duplicates),
+    /// [`Error::TrailingBytes`].
+    pub fn restore<P: CryptoProvider>(
+        bytes: &[u8],
+        key: &SnapshotKey<P>,
+        context: &[u8],
+        trusted_epoch: u64,
+        freshness: Freshness,
+        hash_key: [u8; 16],
+    ) -> Result<Self> {
+        Self::restore_as(Kind::Ring, bytes, key, context, trusted_epoch, freshness, hash_key)
+    }
+
+    pub(crate) fn restore_as<P: CryptoProvider>(
+        kind: Kind,
+        bytes: &[u8],
+        key: &SnapshotKey<P>,
+        context: &[u8],
+        trusted_epoch: u64,
+        freshness: Freshness,
+        hash_key: [u8; 16],
+    ) -> Result<Self> {
+        let state = key.open(kind, N, context, trusted_epoch, bytes)?;
         let mut seed = RingSeed(Self::new(freshness, hash_key));
-        let mut de = postcard::Deserializer::from_bytes(rest);
+        let mut de = postcard::Deserializer::from_bytes(state);
         serde::de::DeserializeSeed::deserialize(&mut seed, &mut de).map_err(|_| Error::Decode)?;
         let rest = de.finalize().map_err(|_| Error::Decode)?;
         if !rest.is_empty() {
@@ -600,33 +682,90 @@ impl<'de, const N: usize> Visitor<'de> for EntriesSeed<'_, N> {
     }
 }
 
-/// A [`CounterWindow`] snapshot with its epoch, as postcard bytes.
-///
-/// # Errors
-/// [`Error::Encode`] if `out` is too small.
-pub fn snapshot_window<'a, const W: usize>(
-    window: &CounterWindow<W>,
-    epoch: u64,
-    out: &'a mut [u8],
-) -> Result<&'a mut [u8]> {
-    postcard::to_slice(&(epoch, window), out).map_err(|_| Error::Encode)
+/// The replay state of a counter receiver, as a snapshot stores it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WindowState<const W: usize> {
+    pub(crate) window: CounterWindow<W>,
+    pub(crate) floor: TimeFloor,
 }
 
-/// Restores a [`CounterWindow`] only if the snapshot's epoch equals
-/// `trusted_epoch`. Trailing bytes are rejected.
+impl<const W: usize> WindowState<W> {
+    pub(crate) fn decode(state: &[u8]) -> Result<Self> {
+        decode_exact(state)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// High-water mark
+// ---------------------------------------------------------------------------
+
+/// A persisted high-water mark of the receiver's clock, for restarts
+/// without a snapshot (`SPEC.md` §4.4).
 ///
-/// # Errors
-/// [`Error::Decode`], [`Error::TrailingBytes`], [`Error::Rollback`].
-pub fn restore_window<const W: usize>(bytes: &[u8], trusted_epoch: u64) -> Result<CounterWindow<W>> {
-    let (epoch, rest) = postcard::take_from_bytes::<u64>(bytes).map_err(|_| Error::Decode)?;
-    if epoch != trusted_epoch {
-        return Err(Error::Rollback);
+/// Every frame a receiver accepts at its time `now` carries a timestamp of
+/// at most `now + max_future_skew_ms` (its freshness check). Before the
+/// receiver accepts anything at time `now`, [`TimeMark::cover`] makes sure
+/// the store holds a bound at or above `now + max_future_skew_ms`,
+/// reserving `ahead_ms` more so that the store is written about once per
+/// `ahead_ms`. At boot, [`TimeMark::boot`] returns the floor
+/// `max(stored bound, now + max_future_skew_ms)`: every timestamp accepted
+/// before the restart is at or below it, even if the clock at boot is behind
+/// (a device with no real-time clock, synced later) or jumped back.
+///
+/// The mark moves with the receiver's clock only, never with input, so
+/// forged frames cannot raise it. A clock that jumps forward raises it, and
+/// after a restart fresh frames are refused as [`Error::Stale`] until the
+/// clock passes it: this fails closed.
+#[derive(Debug)]
+pub struct TimeMark<S: CounterStore> {
+    store: S,
+    bound: u64,
+    skew_ms: u64,
+    ahead_ms: u64,
+}
+
+impl<S: CounterStore> TimeMark<S> {
+    /// Loads the mark, computes the restart floor, and durably reserves the
+    /// next bound before returning.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the store fails: nothing may be accepted until
+    /// the reservation is durable.
+    pub fn boot(mut store: S, clock: &impl Clock, freshness: &Freshness, ahead_ms: u64) -> Result<(Self, TimeFloor)> {
+        let skew_ms = freshness.max_future_skew_ms;
+        let stored = store.load()?.unwrap_or(0);
+        let floor = stored.max(clock.now_ms().saturating_add(skew_ms));
+        let bound = floor.saturating_add(ahead_ms.max(1));
+        store.store(bound)?;
+        Ok((Self { store, bound, skew_ms, ahead_ms: ahead_ms.max(1) }, TimeFloor(Some(floor))))
     }
-    let (w, rest) = postcard::take_from_bytes::<CounterWindow<W>>(rest).map_err(|_| Error::Decode)?;
-    if !rest.is_empty() {
-        return Err(Error::TrailingBytes);
+
+    /// Call before accepting anything at the clock's current time: extends
+    /// the durable bound if it does not cover `now + max_future_skew_ms`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]: accept nothing (the frame is not consumed; the
+    /// sender may retry).
+    pub fn cover(&mut self, clock: &impl Clock) -> Result<()> {
+        let need = clock.now_ms().saturating_add(self.skew_ms);
+        if need <= self.bound {
+            return Ok(());
+        }
+        let bound = need.saturating_add(self.ahead_ms);
+        self.store.store(bound)?;
+        self.bound = bound;
+        Ok(())
     }
-    Ok(w)
+
+    /// The durable bound.
+    pub const fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    /// Gives back the store.
+    pub fn into_store(self) -> S {
+        self.store
+    }
 }
 
 #[cfg(test)]
@@ -675,28 +814,36 @@ mod tests {
 
     #[test]
     fn snapshots_round_trip_and_refuse_rollback() {
+        use crate::provider::RustCrypto;
         let f = Freshness::DEFAULT;
+        let key = SnapshotKey::<RustCrypto>::derive(b"receiver secret");
         let mut r = NonceRing::<8>::new(f, [1; 16]);
         for i in 0..11u8 {
             r.commit(&[i; 12], 1000 + u64::from(i), 1000).unwrap();
         }
         let mut buf = [0u8; 512];
-        let snap = r.snapshot(5, &mut buf).unwrap().len();
-        let back = NonceRing::<8>::restore(&buf[..snap], 5, f, [1; 16]).unwrap();
+        let n = r.snapshot(&key, b"key-0001", 5, &mut buf).unwrap();
+        let back = NonceRing::<8>::restore(&buf[..n], &key, b"key-0001", 5, f, [1; 16]).unwrap();
         assert_eq!(back, r);
-        assert_eq!(NonceRing::<8>::restore(&buf[..snap], 6, f, [1; 16]), Err(Error::Rollback));
-        assert_eq!(NonceRing::<4>::restore(&buf[..snap], 5, f, [1; 16]), Err(Error::Decode));
+        assert_eq!(NonceRing::<8>::restore(&buf[..n], &key, b"key-0001", 6, f, [1; 16]), Err(Error::Rollback));
+        assert_eq!(NonceRing::<8>::restore(&buf[..n], &key, b"key-0002", 5, f, [1; 16]), Err(Error::Authentication));
+        assert_eq!(NonceRing::<4>::restore(&buf[..n], &key, b"key-0001", 5, f, [1; 16]), Err(Error::Authentication));
+        let other = SnapshotKey::<RustCrypto>::derive(b"another secret");
+        assert_eq!(NonceRing::<8>::restore(&buf[..n], &other, b"key-0001", 5, f, [1; 16]), Err(Error::Authentication));
+        assert_eq!(NonceRing::<8>::restore(&buf[..3], &key, b"key-0001", 5, f, [1; 16]), Err(Error::Truncated));
         let mut long = [0u8; 513];
-        long[..snap].copy_from_slice(&buf[..snap]);
-        assert_eq!(NonceRing::<8>::restore(&long[..snap + 1], 5, f, [1; 16]), Err(Error::TrailingBytes));
+        long[..n].copy_from_slice(&buf[..n]);
+        assert_eq!(
+            NonceRing::<8>::restore(&long[..n + 1], &key, b"key-0001", 5, f, [1; 16]),
+            Err(Error::Authentication)
+        );
+    }
 
-        let mut w = CounterWindow::<3>::new();
-        for s in [1u64, 9, 70, 130] {
-            w.commit(s);
-        }
-        let n = snapshot_window(&w, 2, &mut buf).unwrap().len();
-        assert_eq!(restore_window::<3>(&buf[..n], 2), Ok(w.clone()));
-        assert_eq!(restore_window::<3>(&buf[..n], 3), Err(Error::Rollback));
-        assert_eq!(restore_window::<3>(&buf[..n - 1], 2), Err(Error::Decode));
+    #[test]
+    fn debug_hides_the_hash_key() {
+        extern crate std;
+        let r = NonceRing::<2>::new(Freshness::DEFAULT, [0xab; 16]);
+        let text = std::format!("{r:?}");
+        assert!(!text.contains("hash_key") && !text.contains("12369571"), "{text}");
     }
 }

@@ -2,12 +2,14 @@
 //! after the handshake.
 //!
 //! A [`Session`] seals and opens records with counter nonces under
-//! per-direction keys, with a [`crate::replay::CounterWindow`] on receipt.
-//! It binds each response to its request (the response's AAD carries the
-//! request's sequence number, as OSCORE does), updates keys without a new
-//! handshake, expires, and enforces the AEAD usage limits: it counts both
-//! encryptions and failed decryptions and returns [`Error::KeyExhausted`]
-//! ("rekey now") at either limit.
+//! per-direction keys, with a [`crate::replay::CounterWindow`] and a
+//! freshness check (on by default, [`Limits::freshness`]) on receipt. It
+//! binds each response to its request (the response's AAD carries the
+//! request's key generation and sequence number, a [`RequestId`], as OSCORE
+//! binds a response to its request's partial IV), updates keys without a
+//! new handshake, expires, and enforces the AEAD usage limits: it counts the
+//! AES blocks it seals ([`Error::KeyExhausted`]: update the keys) and the
+//! failed decryptions it sees ([`Error::IntegrityLimit`]: re-handshake).
 //!
 //! Sessions are built only by the handshake, and only with a proof that the
 //! peer authenticated: [`ServerAuthenticated`] on the client,
@@ -18,7 +20,8 @@ use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceVerified};
 use crate::error::{Error, Result};
 use crate::provider::{CryptoProvider, NONCE_LEN, PublicKey, RustCrypto};
-use crate::record::{CounterReceiver, CounterSender, Opened};
+use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, Opened, gcm_blocks};
+use crate::replay::Freshness;
 use crate::secret::Secret;
 use crate::wire::{Frame, FrameType, HEADER_LEN, KEY_ID_LEN};
 use core::marker::PhantomData;
@@ -41,8 +44,19 @@ pub struct Limits {
     /// 2^24, below the AES-GCM confidentiality limit of 2^24.5 full-size
     /// records (RFC 9147 §4.5.3, draft-irtf-cfrg-aead-limits).
     pub max_records_per_key: u64,
+    /// AES blocks sealed under one key before [`Error::KeyExhausted`].
+    /// Default 2^34 (256 GiB): the same 2^-60 confidentiality bound as 2^24
+    /// records of 2^14 bytes, whatever the record sizes (a record may carry
+    /// up to 16 MiB).
+    pub max_blocks_per_key: u64,
+    /// The freshness window every received record is checked against
+    /// (`Stale`, `FromFuture`), in the server's time base. Default
+    /// [`Freshness::DEFAULT`] (30 s old, 5 s ahead). `None` turns the check
+    /// off: a withheld record is then accepted at any point of the
+    /// session's lifetime.
+    pub freshness: Option<Freshness>,
     /// Failed decryptions tolerated under one key before
-    /// [`Error::KeyExhausted`]. Default 2^36, the AES-GCM integrity limit of
+    /// [`Error::IntegrityLimit`]. Default 2^36, the AES-GCM integrity limit of
     /// RFC 9147 §4.5.3.
     pub max_failed_per_key: u64,
     /// How long the server waits for handshake message 3.
@@ -50,11 +64,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// One hour, 2^24 records, 2^36 failures, 30 s handshake timeout.
+    /// One hour, 2^24 records, 2^34 blocks, 2^36 failures, freshness of
+    /// 30 s back and 5 s ahead, 30 s handshake timeout.
     pub const DEFAULT: Self = Self {
         lifetime_ms: 3_600_000,
         max_records_per_key: 1 << 24,
-        max_failed_per_key: 1 << 36,
+        max_blocks_per_key: 1 << 34,
+        freshness: Some(Freshness::DEFAULT),
+        max_failed_per_key: DEFAULT_MAX_FAILED,
         handshake_timeout_ms: 30_000,
     };
 
@@ -137,11 +154,37 @@ fn next_secret<P: CryptoProvider>(secret: &Secret<32>) -> Result<Secret<32>> {
     Ok(next)
 }
 
-/// A frame a session opened.
+/// What identifies a request within its session: the sending key
+/// generation and sequence number of the record that carried it. A
+/// response's AAD carries it (`SPEC.md` §9.2), and it is unique for the
+/// session's whole life: sequence numbers restart at a key update, the
+/// generation does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RequestId {
+    /// The client-to-server key generation the request was sealed under.
+    pub generation: u32,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+impl RequestId {
+    /// The 12 bytes a response's AAD carries: `generation (u32 BE) ‖ seq (u64 BE)`.
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        let (g, q) = out.split_at_mut(4);
+        g.copy_from_slice(&self.generation.to_be_bytes());
+        q.copy_from_slice(&self.seq.to_be_bytes());
+        out
+    }
+}
+
+/// A frame a session opened. Its `Debug` output never shows plaintext.
 #[derive(Debug)]
 pub enum Received<'a> {
-    /// An application record.
-    Record(Opened<'a>),
+    /// An application record, and the id to answer it with
+    /// ([`Session::seal_response`]).
+    Record(Opened<'a>, RequestId),
     /// The peer moved its sending key to the next generation; nothing to deliver.
     KeyUpdated {
         /// The peer's new sending generation.
@@ -226,7 +269,11 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     ) -> Result<Self> {
         let mut tx = crate::handshake::sender_for::<P>(&tx_secret, session_id)?;
         tx.set_limit(limits.max_records_per_key);
+        tx.set_block_limit(limits.max_blocks_per_key);
         rx.set_max_failed(limits.max_failed_per_key);
+        if let Some(f) = limits.freshness {
+            rx = rx.with_freshness(f);
+        }
         Ok(Self {
             role,
             session_id,
@@ -257,8 +304,8 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     }
 
     /// The (sending, receiving) traffic secrets: for test vectors only
-    /// (feature `test-vectors`).
-    #[cfg(feature = "test-vectors")]
+    /// (`RUSTFLAGS="--cfg oncewire_test_vectors"`, never a Cargo feature).
+    #[cfg(oncewire_test_vectors)]
     pub fn traffic_secrets(&self) -> (&Secret<32>, &Secret<32>) {
         (&self.tx_secret, &self.rx_secret)
     }
@@ -307,11 +354,18 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         (self.tx_generation, self.rx_generation)
     }
 
-    /// True when the sending key should be updated now (the next record
-    /// would hit the usage limit) or the integrity limit was reached.
+    /// True when the sending key should be updated now: the next record
+    /// would hit a usage limit ([`Self::update_keys`] fixes it locally).
     pub fn needs_key_update(&self) -> bool {
-        self.tx.next_seq().saturating_add(1) >= self.limits.max_records_per_key
-            || self.rx.failed() >= self.limits.max_failed_per_key
+        self.check_send_budget(0).is_err()
+    }
+
+    /// True once the receiving key reached its integrity limit: every frame
+    /// is refused with [`Error::IntegrityLimit`], the peer's key update
+    /// included, because a forgery could now succeed. No local step fixes
+    /// it; the session is over and the client must run a new handshake.
+    pub fn needs_rehandshake(&self) -> bool {
+        self.rx.integrity_limit_reached()
     }
 
     /// The receiving window, for inspection and equality checks.
@@ -335,9 +389,12 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         if now > self.expires_at_ms { Err(Error::Expired) } else { Ok(()) }
     }
 
-    fn check_send_budget(&self) -> Result<()> {
-        // One record is kept back for the key update itself.
-        if self.tx.next_seq().saturating_add(1) >= self.limits.max_records_per_key {
+    fn check_send_budget(&self, payload_len: usize) -> Result<()> {
+        // One (empty) record is kept back for the key update itself.
+        let blocks = self.tx.blocks().saturating_add(gcm_blocks(payload_len)).saturating_add(gcm_blocks(0));
+        if self.tx.next_seq().saturating_add(1) >= self.limits.max_records_per_key
+            || blocks > self.limits.max_blocks_per_key
+        {
             return Err(Error::KeyExhausted);
         }
         Ok(())
@@ -350,10 +407,36 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// [`Error::Expired`], [`Error::KeyExhausted`] (call
     /// [`Self::update_keys`]), [`Error::BufferTooSmall`], [`Error::PayloadTooLarge`].
     pub fn seal_in_place(&mut self, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        Ok(self.seal_request_in_place(clock, buf, payload_len)?.0)
+    }
+
+    /// Seals a record in place like [`Self::seal_in_place`], and returns with
+    /// the frame length the [`RequestId`] its response will be bound to.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`].
+    pub fn seal_request_in_place(
+        &mut self,
+        clock: &impl Clock,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<(usize, RequestId)> {
         let now = self.now(clock);
         self.live(now)?;
-        self.check_send_budget()?;
-        self.tx.seal_typed(FrameType::Record, &[], now, buf, payload_len)
+        self.check_send_budget(payload_len)?;
+        let id = RequestId { generation: self.tx_generation, seq: self.tx.next_seq() };
+        let n = self.tx.seal_typed(FrameType::Record, &[], now, buf, payload_len)?;
+        Ok((n, id))
+    }
+
+    /// Copies `payload` into `out` and seals it as a request: returns the
+    /// frame length and the id to open its response with.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`].
+    pub fn seal_request(&mut self, clock: &impl Clock, payload: &[u8], out: &mut [u8]) -> Result<(usize, RequestId)> {
+        stage(payload, out)?;
+        self.seal_request_in_place(clock, out, payload.len())
     }
 
     /// Copies `payload` into `out` and seals it as a record.
@@ -365,24 +448,25 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         self.seal_in_place(clock, out, payload.len())
     }
 
-    /// Seals a response to the request that carried `request_seq`. The
-    /// request's sequence number is in the AAD, so the response opens only
-    /// as the answer to that request.
+    /// Seals a response to `request` (from [`Received::Record`]). The
+    /// request's key generation and sequence number are in the AAD, so the
+    /// response opens only as the answer to that request, across key
+    /// updates too.
     ///
     /// # Errors
     /// As [`Self::seal_in_place`].
     pub fn seal_response(
         &mut self,
         clock: &impl Clock,
-        request_seq: u64,
+        request: RequestId,
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize> {
         let now = self.now(clock);
         self.live(now)?;
-        self.check_send_budget()?;
+        self.check_send_budget(payload.len())?;
         stage(payload, out)?;
-        self.tx.seal_typed(FrameType::Response, &request_seq.to_be_bytes(), now, out, payload.len())
+        self.tx.seal_typed(FrameType::Response, &request.to_bytes(), now, out, payload.len())
     }
 
     /// Opens a record or key update in place.
@@ -391,38 +475,45 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// [`Error::Expired`], parse errors, [`Error::UnexpectedFrame`] (a
     /// response: use [`Self::open_response`]), [`Error::UnknownKey`],
     /// [`Error::Replay`], [`Error::Stale`], [`Error::Authentication`],
-    /// [`Error::KeyExhausted`] at the integrity limit. On error nothing changes
+    /// [`Error::IntegrityLimit`] at the integrity limit (re-handshake). On error nothing changes
     /// but the audit counters and the failed-decryption count.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Received<'a>> {
         let now = self.now(clock);
         self.live(now)?;
         let ty = Frame::new_checked(&*frame).map(|f| f.header().frame_type);
+        let generation = self.rx_generation;
+        let as_request = |o: Opened<'a>| {
+            let seq = match o.header.nonce {
+                crate::wire::NonceField::Counter(q) => q,
+                _ => 0,
+            };
+            Received::Record(o, RequestId { generation, seq })
+        };
         match ty {
-            Ok(FrameType::Record) => self.rx.open_typed(FrameType::Record, &[], now, frame).map(Received::Record),
             Ok(FrameType::KeyUpdate) => {
                 self.rx.open_typed(FrameType::KeyUpdate, &[], now, frame)?;
                 self.ratchet_rx()?;
                 Ok(Received::KeyUpdated { generation: self.rx_generation })
             }
-            // Parse errors and other types go through the receiver so they are counted.
-            _ => self.rx.open_typed(FrameType::Record, &[], now, frame).map(Received::Record),
+            // Records; parse errors and other types go through the receiver so they are counted.
+            _ => self.rx.open_typed(FrameType::Record, &[], now, frame).map(as_request),
         }
     }
 
-    /// Opens the response to the request that carried `request_seq`.
+    /// Opens the response to `request` (from [`Self::seal_request`]).
     ///
     /// # Errors
-    /// As [`Self::open_in_place`]; a response to another request fails with
-    /// [`Error::Authentication`].
+    /// As [`Self::open_in_place`]; a response to another request (of this or
+    /// another key generation) fails with [`Error::Authentication`].
     pub fn open_response<'a>(
         &mut self,
         clock: &impl Clock,
-        request_seq: u64,
+        request: RequestId,
         frame: &'a mut [u8],
     ) -> Result<Opened<'a>> {
         let now = self.now(clock);
         self.live(now)?;
-        self.rx.open_typed(FrameType::Response, &request_seq.to_be_bytes(), now, frame)
+        self.rx.open_typed(FrameType::Response, &request.to_bytes(), now, frame)
     }
 
     /// Moves the sending key to the next generation without a handshake:
@@ -442,6 +533,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         let next = next_secret::<P>(&self.tx_secret)?;
         let mut tx = crate::handshake::sender_for::<P>(&next, self.session_id)?;
         tx.set_limit(self.limits.max_records_per_key);
+        tx.set_block_limit(self.limits.max_blocks_per_key);
         let n = self.tx.seal_typed(FrameType::KeyUpdate, &[], now, out, 0)?;
         self.tx = tx;
         self.tx_secret = next;
@@ -455,6 +547,9 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         let (k, iv) = traffic_keys::<P>(&next)?;
         let mut rx = CounterReceiver::new(&k, iv, self.session_id)?;
         rx.set_max_failed(self.limits.max_failed_per_key);
+        if let Some(f) = self.limits.freshness {
+            rx = rx.with_freshness(f);
+        }
         self.audit.merge(self.rx.audit());
         self.rx = rx;
         self.rx_secret = next;

@@ -12,7 +12,7 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::provider::{CryptoProvider, NONCE_LEN, RustCrypto};
-use crate::record::CounterSender;
+use crate::record::{CounterSender, LONG_KEY_MAX_PAYLOAD};
 use crate::secret::Secret;
 use crate::wire::KEY_ID_LEN;
 
@@ -47,7 +47,40 @@ impl<T: CounterStore + ?Sized> CounterStore for &mut T {
     }
 }
 
+/// A counter kept in RAM: a [`CounterStore`] for tests, and for keys that
+/// never outlive the process (a key generated at start and discarded at
+/// exit). It forgets everything at a restart, so it must never back a key
+/// that survives one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VolatileStore(Option<u64>);
+
+impl VolatileStore {
+    /// An empty store.
+    pub const fn new() -> Self {
+        Self(None)
+    }
+}
+
+impl CounterStore for VolatileStore {
+    fn load(&mut self) -> Result<Option<u64>> {
+        Ok(self.0)
+    }
+    fn store(&mut self, bound: u64) -> Result<()> {
+        self.0 = Some(bound);
+        Ok(())
+    }
+}
+
+/// Records a key that outlives the process may seal: 2^24, the AES-GCM
+/// confidentiality limit of RFC 9147 §4.5.3 for records of at most
+/// [`LONG_KEY_MAX_PAYLOAD`] bytes.
+pub const LONG_KEY_MAX_RECORDS: u64 = 1 << 24;
+
 /// A [`CounterSender`] whose sequence numbers survive reboots.
+///
+/// Usage limits: at most [`LONG_KEY_MAX_RECORDS`] sequence numbers (counted
+/// from 0 across every boot, since the sequence number itself persists) of
+/// at most [`LONG_KEY_MAX_PAYLOAD`] bytes each; then [`Error::KeyExhausted`].
 pub struct PersistentSender<S: CounterStore, P: CryptoProvider = RustCrypto> {
     inner: CounterSender<P>,
     store: S,
@@ -84,8 +117,12 @@ impl<S: CounterStore, P: CryptoProvider> PersistentSender<S, P> {
         let block = block.max(1);
         let start = store.load()?.unwrap_or(0);
         let reserved_until = start.checked_add(block).ok_or(Error::KeyExhausted)?;
+        if start >= LONG_KEY_MAX_RECORDS {
+            return Err(Error::KeyExhausted);
+        }
         store.store(reserved_until)?;
-        let inner = CounterSender::new(key, iv, session_id, start)?;
+        let mut inner = CounterSender::new(key, iv, session_id, start)?;
+        inner.set_limit(LONG_KEY_MAX_RECORDS);
         Ok(Self { inner, store, reserved_until, block })
     }
 
@@ -104,8 +141,16 @@ impl<S: CounterStore, P: CryptoProvider> PersistentSender<S, P> {
     ///
     /// # Errors
     /// [`Error::Storage`] if the reservation cannot be made durable (nothing
-    /// is sealed), and the errors of [`CounterSender::seal_in_place`].
+    /// is sealed), [`Error::PayloadTooLarge`] above [`LONG_KEY_MAX_PAYLOAD`],
+    /// [`Error::KeyExhausted`] at [`LONG_KEY_MAX_RECORDS`], and the errors of
+    /// [`CounterSender::seal_in_place`].
     pub fn seal_in_place(&mut self, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        if payload_len > LONG_KEY_MAX_PAYLOAD {
+            return Err(Error::PayloadTooLarge);
+        }
+        if self.inner.next_seq() >= LONG_KEY_MAX_RECORDS {
+            return Err(Error::KeyExhausted);
+        }
         if self.inner.next_seq() >= self.reserved_until {
             let bound = self.inner.next_seq().checked_add(self.block).ok_or(Error::KeyExhausted)?;
             self.store.store(bound)?;

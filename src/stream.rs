@@ -178,13 +178,18 @@ impl<A: HpkeAead, P: CryptoProvider> core::fmt::Debug for StreamOpener<A, P> {
     }
 }
 
-/// One opened chunk.
-#[derive(Debug)]
+/// One opened chunk. Its `Debug` output never shows the plaintext.
 pub struct Chunk<'a> {
     /// The plaintext, inside the caller's buffer.
     pub data: &'a mut [u8],
     /// Whether this was the final chunk.
     pub last: bool,
+}
+
+impl core::fmt::Debug for Chunk<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Chunk").field("len", &self.data.len()).field("last", &self.last).finish_non_exhaustive()
+    }
 }
 
 impl<A: HpkeAead, P: CryptoProvider> StreamOpener<A, P> {

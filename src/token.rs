@@ -10,16 +10,23 @@
 //! Claims are only looked at once the signature verified.
 //!
 //! **Key binding.** `cnf` is the SHA-256 thumbprint of the device's public
-//! key. A request that uses the token must carry a proof: the device's
-//! signature over `SHA-256("oncewire/1 token proof" ‖ SHA-256(token) ‖
-//! request hash)`. [`TokenVerifier::verify_bound`] checks that the key that
-//! made the proof is the one named in `cnf`. A stolen token without the
-//! device key is worthless.
+//! key. A request that uses the token must carry a [`TokenProof`]: an `iat`,
+//! a random 128-bit `jti`, and the device's signature over
+//! `SHA-256("oncewire/1 token proof" ‖ SHA-256(token) ‖ SHA-256(request) ‖
+//! iat ‖ jti)`, as DPoP proofs carry `iat` and `jti`.
+//! [`TokenVerifier::verify_bound`] checks that the key that made the proof
+//! is the one named in `cnf`, that `iat` is fresh, and that the proof was
+//! never accepted before (a [`ReplayCache`]). A stolen token without the
+//! device key is worthless, and a captured (token, proof, request) is
+//! accepted once.
 
-use crate::device::{DeviceSignature, DeviceSigner, verify_signature};
+use crate::cache::{ReplayCache, id_of};
+use crate::clock::Clock;
+use crate::device::{DeviceSigner, verify_signature};
 use crate::error::{Error, Result};
-use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto, fill_random};
 use core::marker::PhantomData;
+use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -64,9 +71,62 @@ fn token_digest<P: CryptoProvider>(claims: &[u8]) -> [u8; 32] {
     P::sha256(&[TOKEN_LABEL, claims])
 }
 
-fn proof_digest<P: CryptoProvider>(token: &[u8], request_hash: &[u8; 32]) -> [u8; 32] {
+/// Length of a proof's unique id.
+pub const PROOF_JTI_LEN: usize = 16;
+/// Length of an encoded [`TokenProof`]: `iat (8) ‖ jti (16) ‖ signature (64)`.
+pub const PROOF_LEN: usize = 8 + PROOF_JTI_LEN + P256_SIGNATURE_LEN;
+
+/// The digest a device signs to use `token` on `request` (`SPEC.md` §13):
+/// `SHA-256(label ‖ SHA-256(token) ‖ SHA-256(request) ‖ iat (u64 BE) ‖ jti)`.
+pub fn proof_digest<P: CryptoProvider>(token: &[u8], request: &[u8], iat: u64, jti: &[u8; PROOF_JTI_LEN]) -> [u8; 32] {
     let token_hash = P::sha256(&[token]);
-    P::sha256(&[PROOF_LABEL, &token_hash, request_hash])
+    let request_hash = P::sha256(&[request]);
+    P::sha256(&[PROOF_LABEL, &token_hash, &request_hash, &iat.to_be_bytes(), jti])
+}
+
+/// A proof of possession for one use of a token: when it was made, a unique
+/// id, and the device's raw low-S signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenProof {
+    /// When the device made the proof, Unix ms (its clock, corrected by the
+    /// session's offset where it has one).
+    pub iat: u64,
+    /// 128 random bits.
+    pub jti: [u8; PROOF_JTI_LEN],
+    /// Raw low-S signature over [`proof_digest`].
+    pub signature: [u8; P256_SIGNATURE_LEN],
+}
+
+impl TokenProof {
+    /// The wire form: `iat (u64 BE) ‖ jti ‖ signature`.
+    pub fn to_bytes(&self) -> [u8; PROOF_LEN] {
+        let mut out = [0u8; PROOF_LEN];
+        let (iat, rest) = out.split_at_mut(8);
+        let (jti, sig) = rest.split_at_mut(PROOF_JTI_LEN);
+        iat.copy_from_slice(&self.iat.to_be_bytes());
+        jti.copy_from_slice(&self.jti);
+        sig.copy_from_slice(&self.signature);
+        out
+    }
+
+    /// Parses the wire form, exactly [`PROOF_LEN`] bytes.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] or [`Error::TrailingBytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        match bytes.len().cmp(&PROOF_LEN) {
+            core::cmp::Ordering::Less => return Err(Error::Truncated),
+            core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
+            core::cmp::Ordering::Equal => {}
+        }
+        let (iat, rest) = bytes.split_first_chunk::<8>().ok_or(Error::Truncated)?;
+        let (jti, sig) = rest.split_first_chunk::<PROOF_JTI_LEN>().ok_or(Error::Truncated)?;
+        Ok(Self {
+            iat: u64::from_be_bytes(*iat),
+            jti: *jti,
+            signature: sig.try_into().map_err(|_| Error::Truncated)?,
+        })
+    }
 }
 
 /// Issues tokens with the server's ES256 key.
@@ -106,17 +166,24 @@ impl<P: CryptoProvider> TokenIssuer<P> {
     }
 }
 
-/// Device side: the proof of possession for using `token` on a request
-/// whose SHA-256 is `request_hash`.
+/// Device side: a fresh proof of possession for using `token` on the exact
+/// `request` bytes, stamped with the clock and a random `jti`. Make a new
+/// proof for every use, a retry included: the server accepts each proof once.
 ///
 /// # Errors
-/// [`Error::Signer`] if the hardware fails.
-pub fn prove<P: CryptoProvider, S: DeviceSigner>(
+/// [`Error::Rng`], [`Error::Signer`] if the hardware fails.
+pub fn prove<P: CryptoProvider, S: DeviceSigner, R: TryCryptoRng + ?Sized>(
     signer: &mut S,
+    rng: &mut R,
+    clock: &impl Clock,
     token: &[u8],
-    request_hash: &[u8; 32],
-) -> Result<[u8; P256_SIGNATURE_LEN]> {
-    signer.sign_digest(&proof_digest::<P>(token, request_hash))?.to_raw_low_s()
+    request: &[u8],
+) -> Result<TokenProof> {
+    let mut jti = [0u8; PROOF_JTI_LEN];
+    fill_random(rng, &mut jti)?;
+    let iat = clock.now_ms();
+    let signature = signer.sign_digest(&proof_digest::<P>(token, request, iat, &jti))?.to_raw_low_s()?;
+    Ok(TokenProof { iat, jti, signature })
 }
 
 /// Claims whose signature, audience and validity period verified. Only
@@ -163,7 +230,8 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
     /// (the bytes after the claims are not exactly one signature),
     /// [`Error::Authentication`], [`Error::WrongAudience`],
     /// [`Error::Expired`], [`Error::NotYetValid`].
-    pub fn verify<'t>(&self, token: &'t [u8], now_ms: u64) -> Result<VerifiedToken<'t>> {
+    pub fn verify<'t>(&self, token: &'t [u8], clock: &impl Clock) -> Result<VerifiedToken<'t>> {
+        let now_ms = clock.now_ms();
         let (claims, sig) = postcard::take_from_bytes::<Claims<'t>>(token).map_err(|_| Error::Decode)?;
         match sig.len().cmp(&P256_SIGNATURE_LEN) {
             core::cmp::Ordering::Less => return Err(Error::Truncated),
@@ -171,7 +239,7 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
             core::cmp::Ordering::Equal => {}
         }
         let body = token.get(..token.len().saturating_sub(P256_SIGNATURE_LEN)).ok_or(Error::Truncated)?;
-        verify_signature::<P>(&self.issuer, &token_digest::<P>(body), &DeviceSignature::from_raw(sig)?)?;
+        verify_signature::<P>(&self.issuer, &token_digest::<P>(body), sig)?;
         if claims.aud.as_bytes() != self.audience.as_bytes() {
             return Err(Error::WrongAudience);
         }
@@ -184,31 +252,47 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
         Ok(VerifiedToken { claims, key_bound: false })
     }
 
-    /// Verifies the token as [`Self::verify`] does, then the key binding:
-    /// `device_key` must be the key named in `cnf`, and `proof` its
-    /// signature over this token and `request_hash`.
+    /// Verifies the token as [`Self::verify`] does, then one use of it: the
+    /// proof must be made by the key named in `cnf`, over this token and the
+    /// exact `request` bytes, with a fresh `iat`, and must never have been
+    /// accepted before. Only then is it recorded in `cache`.
+    ///
+    /// Checks, in order: the token; the proof's length (`Truncated`,
+    /// `TrailingBytes`); `cnf` (`KeyMismatch`); `iat` freshness and the
+    /// cache (`Stale`, `FromFuture`, `Replay`); the proof's signature
+    /// (`Authentication`). A rejected proof changes nothing but the audit
+    /// counters.
     ///
     /// # Errors
-    /// Those of [`Self::verify`], [`Error::KeyMismatch`] (the token names
-    /// another key), [`Error::Authentication`] (the proof does not verify).
-    pub fn verify_bound<'t>(
+    /// Those of [`Self::verify`], and the ones above.
+    pub fn verify_bound<'t, const N: usize>(
         &self,
+        cache: &mut ReplayCache<P, N>,
+        clock: &impl Clock,
         token: &'t [u8],
-        now_ms: u64,
         device_key: &PublicKey,
-        request_hash: &[u8; 32],
+        request: &[u8],
         proof: &[u8],
     ) -> Result<VerifiedToken<'t>> {
-        let mut v = self.verify(token, now_ms)?;
-        if !bool::from(thumbprint::<P>(device_key).ct_eq(&v.claims.cnf)) {
-            return Err(Error::KeyMismatch);
+        let now = clock.now_ms();
+        let r = self.verify(token, clock).and_then(|mut v| {
+            let proof = TokenProof::from_bytes(proof)?;
+            if !bool::from(thumbprint::<P>(device_key).ct_eq(&v.claims.cnf)) {
+                return Err(Error::KeyMismatch);
+            }
+            let digest = proof_digest::<P>(token, request, proof.iat, &proof.jti);
+            let id = id_of(&digest);
+            cache.check(&id, proof.iat, now)?;
+            verify_signature::<P>(device_key, &digest, &proof.signature)?;
+            v.key_bound = true;
+            Ok((v, id, proof.iat))
+        });
+        match r {
+            Ok((v, id, iat)) => {
+                cache.commit(&id, iat, now);
+                Ok(v)
+            }
+            Err(e) => Err(cache.reject(e)),
         }
-        verify_signature::<P>(
-            device_key,
-            &proof_digest::<P>(token, request_hash),
-            &DeviceSignature::from_bytes(proof)?,
-        )?;
-        v.key_bound = true;
-        Ok(v)
     }
 }

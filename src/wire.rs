@@ -188,7 +188,8 @@ impl Header {
     /// # Errors
     /// [`Error::UnsupportedVersion`], [`Error::UnknownFrameType`],
     /// [`Error::Malformed`] (reserved byte, strategy not matching the type,
-    /// counter padding not zero), [`Error::PayloadTooLarge`].
+    /// counter padding not zero, a key update with a payload),
+    /// [`Error::PayloadTooLarge`].
     #[inline]
     pub fn parse(bytes: &[u8; HEADER_LEN]) -> Result<Self> {
         let [ver, ty, strategy, reserved, ..] = *bytes;
@@ -225,17 +226,25 @@ impl Header {
         if payload_len as usize > MAX_PAYLOAD_LEN {
             return Err(Error::PayloadTooLarge);
         }
+        // A key update carries nothing (SPEC.md §9.3).
+        if frame_type == FrameType::KeyUpdate && payload_len != 0 {
+            return Err(Error::Malformed);
+        }
         Ok(Self { frame_type, key_id, nonce, timestamp_ms, payload_len })
     }
 
     /// Writes every header byte.
     ///
     /// # Errors
-    /// [`Error::Malformed`] if the nonce field does not fit the frame type,
-    /// [`Error::PayloadTooLarge`] if `payload_len` exceeds [`MAX_PAYLOAD_LEN`].
+    /// [`Error::Malformed`] if the nonce field does not fit the frame type
+    /// or a key update has a payload, [`Error::PayloadTooLarge`] if
+    /// `payload_len` exceeds [`MAX_PAYLOAD_LEN`].
     #[inline]
     pub fn emit(&self, out: &mut [u8; HEADER_LEN]) -> Result<()> {
         if self.nonce.strategy() != self.frame_type.nonce_strategy() {
+            return Err(Error::Malformed);
+        }
+        if self.frame_type == FrameType::KeyUpdate && self.payload_len != 0 {
             return Err(Error::Malformed);
         }
         if self.payload_len as usize > MAX_PAYLOAD_LEN {
