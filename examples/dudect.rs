@@ -27,6 +27,7 @@
 
 use dudect_bencher::rand::RngExt;
 use dudect_bencher::{BenchRng, Class, CtRunner, ctbench_main};
+use oncewire::cache::{Purpose, ReplayCache};
 use oncewire::challenge::{StatelessChallenges, bind};
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceSigner, SoftwareSigner};
@@ -113,6 +114,13 @@ fn token_cnf(runner: &mut CtRunner, rng: &mut BenchRng) {
     let device_pk = device.public_key().unwrap();
     let good = thumbprint::<RustCrypto>(&device_pk);
     let request = [3u8; 32];
+    let clock = ManualClock::new(NOW);
+    // Both classes fail at the cnf comparison, before the cache is touched.
+    let cache = RefCell::new(ReplayCache::<RustCrypto, 64>::new(
+        Purpose::TokenProofs,
+        &Secret::new([5; 32]),
+        Freshness::DEFAULT,
+    ));
     let make = |at: usize, jti: u8| {
         let mut cnf = good;
         cnf[at] ^= 0x80;
@@ -138,9 +146,9 @@ fn token_cnf(runner: &mut CtRunner, rng: &mut BenchRng) {
         .iter()
         .zip(&right)
         .map(|(l, r)| {
-            let pl = prove::<RustCrypto, _>(&mut device, l, &request).unwrap();
-            let pr = prove::<RustCrypto, _>(&mut device, r, &request).unwrap();
-            (pl.to_vec(), pr.to_vec())
+            let pl = prove::<RustCrypto, _, _>(&mut device, &mut OsRng, &clock, l, &request).unwrap();
+            let pr = prove::<RustCrypto, _, _>(&mut device, &mut OsRng, &clock, r, &request).unwrap();
+            (pl.to_bytes().to_vec(), pr.to_bytes().to_vec())
         })
         .collect();
     let mut inputs = Vec::with_capacity(TOKEN_SAMPLES);
@@ -152,7 +160,9 @@ fn token_cnf(runner: &mut CtRunner, rng: &mut BenchRng) {
     for (c, i) in inputs {
         let (token, proof) =
             if matches!(c, Class::Left) { (&left[i], &proofs[i].0) } else { (&right[i], &proofs[i].1) };
-        runner.run_one(c, || black_box(verifier.verify_bound(token, NOW, &device_pk, &request, proof).is_err()));
+        runner.run_one(c, || {
+            black_box(verifier.verify_bound(&mut cache.borrow_mut(), &clock, token, &device_pk, &request, proof).is_err())
+        });
     }
 }
 

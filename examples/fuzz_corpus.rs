@@ -53,7 +53,7 @@ fn main() {
     let clock = clock();
     // Records and one-shot frames.
     let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(KEY), Secret::new(IV), SID, 0).unwrap();
-    let mut one = OneShotSender::<RustCrypto>::new(&Secret::new(KEY), SID, 0).unwrap();
+    let mut one = OneShotSender::<_, RustCrypto>::boot(&Secret::new(KEY), SID, oncewire::store::VolatileStore::new(), 1).unwrap();
     let mut rng = DetRng(7);
     for (i, p) in [&b""[..], b"ping", &[0xa5; 100]].iter().enumerate() {
         let mut f = vec![0u8; buffer_len(p.len())];

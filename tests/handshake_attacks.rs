@@ -3,6 +3,10 @@
 //! every step (typestate), so a failed step leaves no state that could be
 //! resumed; where a server keeps state on a table, the test shows that the
 //! genuine peer's next message no longer completes it either.
+//!
+//! Needs the fixed-ephemeral entry points: run with
+//! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does).
+#![cfg(oncewire_test_vectors)]
 #![allow(
     missing_docs,
     clippy::arithmetic_side_effects,

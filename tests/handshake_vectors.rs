@@ -5,6 +5,10 @@
 //!
 //! Regenerate after a deliberate protocol change with
 //! `ONCEWIRE_WRITE_VECTORS=1 cargo test --test handshake_vectors`.
+//!
+//! Needs the fixed-ephemeral entry points: run with
+//! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does).
+#![cfg(oncewire_test_vectors)]
 #![allow(
     missing_docs,
     clippy::arithmetic_side_effects,

@@ -4,6 +4,10 @@
 //! encryption in sequence (exact ciphertext bytes, then decryption) and
 //! every export. The JSON is the published file, filtered; its provenance
 //! and hash are inside it.
+//!
+//! Needs the fixed-ephemeral entry points: run with
+//! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does).
+#![cfg(oncewire_test_vectors)]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use oncewire::hpke::{Aes128Gcm, Aes256Gcm, HpkeAead, KeyPair, RecipientContext, SenderContext};

@@ -33,9 +33,11 @@ fn setup() -> Setup {
     let device = DeviceId::new(b"lock-0042").unwrap();
     let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
     // Enrollment: proof of possession over a fresh server challenge.
-    let challenge = EnrollmentChallenge::issue(&mut rng, clock.now(), 60_000).unwrap();
-    let request = EnrollmentChallenge::answer::<RustCrypto, _>(challenge.nonce(), device, &mut signer).unwrap();
-    let enrolled = challenge.verify::<RustCrypto>(&request, clock.now()).unwrap();
+    let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
+    let request =
+        EnrollmentChallenge::answer::<RustCrypto, _>(server.public_key(), challenge.nonce(), device, &mut signer)
+            .unwrap();
+    let enrolled = challenge.verify::<RustCrypto>(server.public_key(), &request, &clock).unwrap();
     Setup { server, device, signer, enrolled: (enrolled.device, enrolled.public_key), clock }
 }
 
@@ -75,14 +77,14 @@ fn handshake_then_request_response() {
     for i in 0..5u8 {
         let req = [i; 40];
         let mut f = vec![0u8; buffer_len(req.len())];
-        let seq = c.next_seq();
-        let n = c.seal(&s.clock, &req, &mut f).unwrap();
-        let Received::Record(opened) = sv.open_in_place(&s.clock, &mut f[..n]).unwrap() else { panic!() };
+        let (n, id) = c.seal_request(&s.clock, &req, &mut f).unwrap();
+        let Received::Record(opened, got) = sv.open_in_place(&s.clock, &mut f[..n]).unwrap() else { panic!() };
         assert_eq!(opened.payload, &req[..]);
+        assert_eq!(got, id);
         let resp = [i ^ 0xff; 9];
         let mut r = vec![0u8; buffer_len(resp.len())];
-        let rn = sv.seal_response(&s.clock, seq, &resp, &mut r).unwrap();
-        assert_eq!(c.open_response(&s.clock, seq, &mut r[..rn]).unwrap().payload, &resp[..]);
+        let rn = sv.seal_response(&s.clock, got, &resp, &mut r).unwrap();
+        assert_eq!(c.open_response(&s.clock, id, &mut r[..rn]).unwrap().payload, &resp[..]);
     }
 }
 
@@ -96,7 +98,7 @@ fn key_update_moves_both_sides_to_the_next_generation() {
     // A record sealed under the new key opens after the update frame.
     let rn = c.seal(&s.clock, b"new", &mut old).unwrap();
     assert!(matches!(sv.open_in_place(&s.clock, &mut ku[..n]).unwrap(), Received::KeyUpdated { generation: 1 }));
-    let Received::Record(o) = sv.open_in_place(&s.clock, &mut old[..rn]).unwrap() else { panic!() };
+    let Received::Record(o, _) = sv.open_in_place(&s.clock, &mut old[..rn]).unwrap() else { panic!() };
     assert_eq!(o.payload, b"new");
     assert_eq!(c.generations(), (1, 0));
     assert_eq!(sv.generations(), (0, 1));

