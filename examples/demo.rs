@@ -1,10 +1,12 @@
 //! `cargo run --example demo`: an oncewire server and client over loopback TCP.
 //!
 //! The transcript shows device enrollment, the handshake, sealed requests and
-//! responses, a challenge-bound high-value request and a token check, then
-//! plays attacks (a replayed frame, a changed byte, an expired token, a stolen
-//! token used without the device key) and shows each rejected with its typed
-//! error. It exits 0 only if every expected outcome happened.
+//! responses, a challenge-bound high-value request, a token use and a
+//! one-shot HPKE request, then plays attacks (a replayed frame, a changed
+//! byte, a replayed token use, a replayed one-shot request, an expired token,
+//! a stolen token used without the device key, a re-enrollment under a
+//! stolen id) and shows each rejected with its typed error. It exits 0 only
+//! if every expected outcome happened.
 //!
 //! Options:
 //! - `--server ADDR`: run only the server (for the firmware and the Python
@@ -22,18 +24,22 @@
     clippy::panic
 )]
 
+use oncewire::cache::{Purpose, ReplayCache};
 use oncewire::challenge::{BINDING_LEN, Challenge, StatelessChallenges, bind};
 use oncewire::clock::SystemClock;
 use oncewire::device::{
-    DeviceId, DeviceSignature, DeviceSigner, EnrollmentChallenge, EnrollmentRequest, SoftwareSigner,
+    DeviceId, DeviceSigner, EnrollmentChallenge, EnrollmentRequest, ReEnrollment, SoftwareSigner,
 };
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
+use oncewire::hpke::{Aes256Gcm, KeyPair};
 use oncewire::provider::{CryptoProvider, PublicKey};
+use oncewire::replay::Freshness;
+use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
 use oncewire::rng::{OsRng, TryRng};
-use oncewire::session::{Limits, Peer, Received, Session};
+use oncewire::session::{Limits, Peer, Received, RequestId, Session};
 use oncewire::table::SessionTable;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove, thumbprint};
-use oncewire::wire::{Frame, FrameType, HEADER_LEN, NonceField, buffer_len};
+use oncewire::wire::{Frame, FrameType, HEADER_LEN, buffer_len};
 use oncewire::{Clock, Error, RustCrypto, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -51,7 +57,12 @@ const FRAME: u8 = 5;
 const TOKEN_USE: u8 = 6;
 const SERVER_KEY: u8 = 7;
 const ISSUER_KEY: u8 = 8;
+const ONE_SHOT: u8 = 9;
+const REQUEST_KEY: u8 = 10;
 const REJECTED: u8 = 15;
+
+/// `app_info` of the demo's one-shot requests.
+const ONE_SHOT_INFO: &[u8] = b"oncewire-demo one-shot";
 
 fn send(s: &mut TcpStream, kind: u8, body: &[u8]) {
     let len = u16::try_from(body.len()).expect("envelope body fits u16");
@@ -114,7 +125,12 @@ struct TokenUse<'a> {
 
 struct Server {
     key: ServerKey,
+    /// The HPKE key one-shot requests are sealed to (kept apart from the
+    /// handshake key: one key, one protocol).
+    request_key: KeyPair,
+    requests: RequestReceiver,
     tokens: TokenIssuer,
+    proofs: ReplayCache,
     challenges: StatelessChallenges<RustCrypto, 1024>,
     devices: HashMap<DeviceId, PublicKey>,
     table: SessionTable,
@@ -132,11 +148,20 @@ impl Server {
         let mut rng = OsRng;
         let mut mac = [0u8; 32];
         let mut hash_key = [0u8; 16];
+        let mut state_key = [0u8; 32];
         rng.try_fill_bytes(&mut mac).unwrap();
         rng.try_fill_bytes(&mut hash_key).unwrap();
+        rng.try_fill_bytes(&mut state_key).unwrap();
+        // Every key here is drawn at start and dies with the process, so the
+        // replay state needs no snapshot: nothing sealed to these keys before
+        // a restart can be opened after it.
+        let state_key = Secret::new(state_key);
         Self {
             key: ServerKey::generate(&mut rng).unwrap(),
+            request_key: KeyPair::generate(&mut rng).unwrap(),
+            requests: RequestReceiver::new(&state_key, Freshness::DEFAULT),
             tokens: TokenIssuer::new(RustCrypto::signing_key_generate(&mut rng).unwrap()),
+            proofs: ReplayCache::new(Purpose::TokenProofs, &state_key, Freshness::DEFAULT),
             challenges: StatelessChallenges::new(Secret::new(mac), 30_000, hash_key),
             devices: HashMap::new(),
             table: SessionTable::new(10_000, 1_000, 30_000),
@@ -168,8 +193,19 @@ impl Server {
             match kind {
                 SERVER_KEY => send(s, SERVER_KEY, self.key.public_key().as_bytes()),
                 ISSUER_KEY => send(s, ISSUER_KEY, self.tokens.public_key().as_bytes()),
+                REQUEST_KEY => send(s, REQUEST_KEY, self.request_key.public_key().as_bytes()),
+                ONE_SHOT => {
+                    let r = self.requests.open(&self.request_key, None, &clock, ONE_SHOT_INFO, b"", &mut body);
+                    match r {
+                        Ok(opened) => {
+                            let text = format!("one-shot accepted: {}", String::from_utf8_lossy(opened.payload));
+                            send(s, OK, text.as_bytes());
+                        }
+                        Err(e) => Self::reject(s, "one-shot request", e),
+                    }
+                }
                 ENROLL_BEGIN => {
-                    let c = EnrollmentChallenge::issue(&mut rng, clock.now_ms(), 60_000).unwrap();
+                    let c = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
                     send(s, ENROLL_CHALLENGE, c.nonce());
                     enrollment = Some(c);
                 }
@@ -179,9 +215,14 @@ impl Server {
                         let request = EnrollmentRequest {
                             device: DeviceId::new(a.device_id)?,
                             public_key: PublicKey::from_sec1_uncompressed(a.public_key)?,
-                            signature: DeviceSignature::from_bytes(a.signature)?,
+                            signature: a.signature.try_into().map_err(|_| Error::Authentication)?,
                         };
-                        enrollment.take().ok_or(Error::Expired)?.verify::<RustCrypto>(&request, clock.now_ms())
+                        let challenge = enrollment.take().ok_or(Error::Expired)?;
+                        let d = challenge.verify::<RustCrypto>(self.key.public_key(), &request, &clock)?;
+                        // Re-enrollment is a policy: this server never lets a
+                        // new key take over an enrolled id.
+                        d.admit(self.devices.get(&d.device), ReEnrollment::Refuse)?;
+                        Ok(d)
                     })();
                     match r {
                         Ok(d) => {
@@ -198,8 +239,7 @@ impl Server {
                     let r = (|| {
                         let u: TokenUse<'_> = postcard::from_bytes(&body).map_err(|_| Error::Decode)?;
                         let pk = PublicKey::from_sec1_uncompressed(u.device_public_key)?;
-                        let request_hash = RustCrypto::sha256(&[u.request]);
-                        verifier.verify_bound(u.token, clock.now_ms(), &pk, &request_hash, u.proof).map(|_| ())
+                        verifier.verify_bound(&mut self.proofs, &clock, u.token, &pk, u.request, u.proof).map(|_| ())
                     })();
                     match r {
                         Ok(()) => send(s, OK, b"token accepted"),
@@ -244,15 +284,11 @@ impl Server {
                 }
             }
             _ => {
-                let seq = match Frame::new_checked(&*frame).map(|f| f.header().nonce) {
-                    Ok(NonceField::Counter(q)) => q,
-                    _ => 0,
-                };
                 let (session, received) = match self.table.open(&clock, frame) {
                     Ok(x) => x,
                     Err(e) => return Self::reject(s, "record", e),
                 };
-                let Received::Record(opened) = received else {
+                let Received::Record(opened, request) = received else {
                     return send(s, OK, b"key updated");
                 };
                 let device = match session.peer() {
@@ -309,7 +345,7 @@ impl Server {
                 let mut body = [0u8; 1200];
                 let n = postcard::to_slice(&reply, &mut body).unwrap().len();
                 let mut out = vec![0u8; buffer_len(n)];
-                let len = session.seal_response(&clock, seq, &body[..n], &mut out).unwrap();
+                let len = session.seal_response(&clock, request, &body[..n], &mut out).unwrap();
                 send(s, FRAME, &out[..len]);
             }
         }
@@ -349,13 +385,12 @@ impl Client {
         let mut body = [0u8; 1024];
         let n = postcard::to_slice(req, &mut body).unwrap().len();
         let mut frame = vec![0u8; buffer_len(n)];
-        let seq = self.session.next_seq();
-        let len = self.session.seal(&clock, &body[..n], &mut frame).unwrap();
+        let (len, id): (usize, RequestId) = self.session.seal_request(&clock, &body[..n], &mut frame).unwrap();
         frame.truncate(len);
         self.captured.push(frame.clone());
         send(&mut self.stream, FRAME, &frame);
         match recv(&mut self.stream) {
-            Some((FRAME, mut resp)) => match self.session.open_response(&clock, seq, &mut resp) {
+            Some((FRAME, mut resp)) => match self.session.open_response(&clock, id, &mut resp) {
                 Ok(o) => Ok(o.payload.to_vec()),
                 Err(e) => Err(format!("client could not open the response: {e:?}")),
             },
@@ -393,18 +428,52 @@ fn run_client(addr: &str) -> u32 {
     println!("2. enrollment: the device proves possession of its hardware key");
     send(&mut stream, ENROLL_BEGIN, &[]);
     let (_, challenge) = recv(&mut stream).unwrap();
-    let req =
-        EnrollmentChallenge::answer::<RustCrypto, _>(&challenge.try_into().unwrap(), device, &mut signer).unwrap();
-    let sig = req.signature.to_raw_low_s().unwrap();
+    let req = EnrollmentChallenge::answer::<RustCrypto, _>(
+        &server_key,
+        &challenge.try_into().unwrap(),
+        device,
+        &mut signer,
+    )
+    .unwrap();
     let mut buf = [0u8; 256];
     let answer = postcard::to_slice(
-        &EnrollAnswer { device_id: device.as_bytes(), public_key: req.public_key.as_bytes(), signature: &sig },
+        &EnrollAnswer {
+            device_id: device.as_bytes(),
+            public_key: req.public_key.as_bytes(),
+            signature: &req.signature,
+        },
         &mut buf,
     )
     .unwrap();
     send(&mut stream, ENROLL_ANSWER, answer);
     let (kind, _) = recv(&mut stream).unwrap();
     t.ok("device enrolled", kind == OK, &format!("{device:?}"));
+    // Someone who learned the device id enrolls a key of their own under it.
+    let mut intruder = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    send(&mut stream, ENROLL_BEGIN, &[]);
+    let (_, challenge) = recv(&mut stream).unwrap();
+    let req = EnrollmentChallenge::answer::<RustCrypto, _>(
+        &server_key,
+        &challenge.try_into().unwrap(),
+        device,
+        &mut intruder,
+    )
+    .unwrap();
+    let answer = postcard::to_slice(
+        &EnrollAnswer {
+            device_id: device.as_bytes(),
+            public_key: req.public_key.as_bytes(),
+            signature: &req.signature,
+        },
+        &mut buf,
+    )
+    .unwrap();
+    send(&mut stream, ENROLL_ANSWER, answer);
+    let verdict = match recv(&mut stream) {
+        Some((REJECTED, why)) => format!("Error::{}", String::from_utf8_lossy(&why)),
+        other => format!("unexpected {other:?}"),
+    };
+    t.ok("re-enroll the same id with another key", verdict == "Error::AlreadyEnrolled", &verdict);
 
     println!("3. handshake: Noise NK over P-256, then the device signs the handshake hash");
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
@@ -462,15 +531,45 @@ fn run_client(addr: &str) -> u32 {
         other => panic!("no token: {other:?}"),
     };
     let request = b"GET /api/orders";
-    let proof = prove::<RustCrypto, _>(&mut signer, &token, &RustCrypto::sha256(&[request])).unwrap();
+    // The session's clock offset puts the proof's iat in the server's time base.
+    let server_clock = oncewire::clock::OffsetClock::new(clock, c.session.clock_offset_ms());
+    let proof = prove::<RustCrypto, _, _>(&mut signer, &mut rng, &server_clock, &token, request).unwrap().to_bytes();
     let device_pk = signer.public_key().unwrap();
     let verdict = use_token(&mut c.stream, &token, &device_pk, &proof, request);
     t.ok(&format!("token of {} bytes with the device's proof", token.len()), verdict == "accepted", &verdict);
 
-    println!("7. attacks");
+    println!("7. a one-shot request sealed to the server's key (HPKE), no session needed");
+    send(&mut c.stream, REQUEST_KEY, &[]);
+    let (_, rk) = recv(&mut c.stream).unwrap();
+    let request_key = PublicKey::from_sec1_uncompressed(&rk).unwrap();
+    let msg = b"unlock door 3";
+    let mut one_shot = vec![0u8; REQUEST_OVERHEAD + msg.len()];
+    one_shot[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
+    let n = request::seal::<Aes256Gcm, RustCrypto, _>(
+        &mut rng,
+        &server_clock,
+        &request_key,
+        None,
+        ONE_SHOT_INFO,
+        b"",
+        &mut one_shot,
+        msg.len(),
+    )
+    .unwrap();
+    one_shot.truncate(n);
+    let verdict = one_shot_verdict(&mut c.stream, &one_shot);
+    t.ok(&format!("one-shot request of {n} bytes"), verdict.starts_with("accepted"), &verdict);
+
+    println!("8. attacks");
     let captured = c.captured[0].clone();
     let verdict = c.send_raw(&captured);
     t.ok("replay a captured request frame", verdict == "Error::Replay", &verdict);
+
+    let verdict = use_token(&mut c.stream, &token, &device_pk, &proof, request);
+    t.ok("replay a captured token use (token, proof, request)", verdict == "Error::Replay", &verdict);
+
+    let verdict = one_shot_verdict(&mut c.stream, &one_shot);
+    t.ok("replay a captured one-shot request", verdict == "Error::Replay", &verdict);
 
     let body = postcard::to_slice(&AppRequest::Ping("transfer 10"), &mut buf).unwrap().to_vec();
     let mut fresh = vec![0u8; buffer_len(body.len())];
@@ -487,17 +586,27 @@ fn run_client(addr: &str) -> u32 {
             other => panic!("no token: {other:?}"),
         };
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let proof = prove::<RustCrypto, _>(&mut signer, &short, &RustCrypto::sha256(&[request])).unwrap();
+    let proof = prove::<RustCrypto, _, _>(&mut signer, &mut rng, &server_clock, &short, request).unwrap().to_bytes();
     let verdict = use_token(&mut c.stream, &short, &device_pk, &proof, request);
     t.ok("use an expired token", verdict == "Error::Expired", &verdict);
 
     let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
-    let thief_proof = prove::<RustCrypto, _>(&mut thief, &token, &RustCrypto::sha256(&[request])).unwrap();
+    let thief_proof =
+        prove::<RustCrypto, _, _>(&mut thief, &mut rng, &server_clock, &token, request).unwrap().to_bytes();
     let verdict = use_token(&mut c.stream, &token, &thief.public_key().unwrap(), &thief_proof, request);
     t.ok("a stolen token with the thief's own key", verdict == "Error::KeyMismatch", &verdict);
     let verdict = use_token(&mut c.stream, &token, &device_pk, &thief_proof, request);
     t.ok("a stolen token claiming the device key", verdict == "Error::Authentication", &verdict);
     t.failures
+}
+
+fn one_shot_verdict(s: &mut TcpStream, request: &[u8]) -> String {
+    send(s, ONE_SHOT, request);
+    match recv(s) {
+        Some((OK, text)) => format!("accepted ({})", String::from_utf8_lossy(&text)),
+        Some((REJECTED, why)) => format!("Error::{}", String::from_utf8_lossy(&why)),
+        other => format!("unexpected {other:?}"),
+    }
 }
 
 fn use_token(s: &mut TcpStream, token: &[u8], pk: &PublicKey, proof: &[u8], request: &[u8]) -> String {

@@ -101,7 +101,7 @@ fn genuine_run_completes() {
     let (mut c, mut s) = handshake(&mut w);
     let mut f = vec![0u8; buffer_len(2)];
     let n = c.seal(&w.clock, b"hi", &mut f).unwrap();
-    assert!(matches!(s.open_in_place(&w.clock, &mut f[..n]).unwrap(), Received::Record(o) if o.payload == b"hi"));
+    assert!(matches!(s.open_in_place(&w.clock, &mut f[..n]).unwrap(), Received::Record(o, _) if o.payload == b"hi"));
 }
 
 #[test]
@@ -335,10 +335,9 @@ fn swapped_responses_are_rejected() {
     let mut reqs = Vec::new();
     for body in [b"pay 10".as_slice(), b"pay 99"] {
         let mut f = vec![0u8; buffer_len(body.len())];
-        let seq = c.next_seq();
-        let n = c.seal(&w.clock, body, &mut f).unwrap();
-        assert!(matches!(s.open_in_place(&w.clock, &mut f[..n]).unwrap(), Received::Record(_)));
-        reqs.push(seq);
+        let (n, id) = c.seal_request(&w.clock, body, &mut f).unwrap();
+        assert!(matches!(s.open_in_place(&w.clock, &mut f[..n]).unwrap(), Received::Record(_, got) if got == id));
+        reqs.push(id);
     }
     let mut responses = Vec::new();
     for (seq, body) in reqs.iter().zip([b"ok-10".as_slice(), b"ok-99"]) {

@@ -79,14 +79,15 @@ fn generate() -> Value {
     let (c2s, s2c) = (Secret::new(*c2s.expose()), Secret::new(*s2c.expose()));
     let request = b"GET /state";
     let mut rec = vec![0u8; buffer_len(request.len())];
-    let rn = c.seal(&clock3, request, &mut rec).unwrap();
+    let (rn, id) = c.seal_request(&clock3, request, &mut rec).unwrap();
     rec.truncate(rn);
     let mut rec_copy = rec.clone();
-    let Received::Record(o) = sv.open_in_place(&clock3, &mut rec_copy).unwrap() else { panic!() };
+    let Received::Record(o, got) = sv.open_in_place(&clock3, &mut rec_copy).unwrap() else { panic!() };
     assert_eq!(o.payload, request);
+    assert_eq!(got, id);
     let response = br#"{"locked":true}"#;
     let mut resp = vec![0u8; buffer_len(response.len())];
-    let sn = sv.seal_response(&clock3, 1, response, &mut resp).unwrap();
+    let sn = sv.seal_response(&clock3, got, response, &mut resp).unwrap();
     resp.truncate(sn);
 
     json!({
@@ -101,16 +102,16 @@ fn generate() -> Value {
             "device_public": hex::encode(device_pub.as_bytes()),
             "device_id": hex::encode(device_id),
             "handshake_id": hex::encode(handshake_id),
-            "client_time_ms_msg1": t1,
-            "server_time_ms_msg2": t2,
-            "client_time_ms_msg3": t3,
-            "lifetime_ms": limits.lifetime_ms,
+            "client_time_ms_msg1": t1.to_string(),
+            "server_time_ms_msg2": t2.to_string(),
+            "client_time_ms_msg3": t3.to_string(),
+            "lifetime_ms": limits.lifetime_ms.to_string(),
         },
         "msg1": hex::encode(&m1[..n1]),
         "msg2": hex::encode(&m2[..n2]),
         "msg3": hex::encode(&msg3),
         "handshake_hash": hex::encode(c.handshake_hash()),
-        "client_clock_offset_ms": c.clock_offset_ms(),
+        "client_clock_offset_ms": c.clock_offset_ms().to_string(),
         "session_id": hex::encode(c.session_id()),
         "c2s_traffic_secret": hex::encode(c2s.expose()),
         "s2c_traffic_secret": hex::encode(s2c.expose()),
@@ -118,8 +119,8 @@ fn generate() -> Value {
         "c2s_iv": hex::encode(expand(&c2s, LABEL_IV, 12)),
         "s2c_key": hex::encode(expand(&s2c, LABEL_KEY, 32)),
         "s2c_iv": hex::encode(expand(&s2c, LABEL_IV, 12)),
-        "first_request": {"seq": 1, "timestamp_ms": ts_of(&rec), "payload": hex::encode(request), "frame": hex::encode(&rec)},
-        "first_response": {"request_seq": 1, "seq": 0, "timestamp_ms": ts_of(&resp), "payload": hex::encode(response), "frame": hex::encode(&resp)},
+        "first_request": {"generation": "0", "seq": "1", "timestamp_ms": ts_of(&rec).to_string(), "payload": hex::encode(request), "frame": hex::encode(&rec)},
+        "first_response": {"request_generation": "0", "request_seq": "1", "request_id": hex::encode(id.to_bytes()), "seq": "0", "timestamp_ms": ts_of(&resp).to_string(), "payload": hex::encode(response), "frame": hex::encode(&resp)},
     })
 }
 
