@@ -1,0 +1,216 @@
+//! Pinned vectors for the digests a device signs and the one-shot request
+//! format (`tests/data/digests_v1.json`, `SPEC.md` §7.3, §8.3, §11.3, §13):
+//! enrollment, token, token proof and `cnf` digests with their signatures,
+//! the clock offset's rounding, and a one-shot HPKE request with its replay
+//! id. Signatures are deterministic (RFC 6979), and the request's ephemeral
+//! key comes from a fixed RNG through the normal API, so every byte is exact.
+//! `interop/python/check_vectors.py` recomputes all of it.
+//!
+//! Regenerate after a deliberate change with
+//! `ONCEWIRE_WRITE_VECTORS=1 cargo test --test digest_vectors`.
+#![allow(
+    missing_docs,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use oncewire::clock::ManualClock;
+use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner, enrollment_digest};
+use oncewire::handshake::clock_offset;
+use oncewire::hpke::{Aes256Gcm, KeyPair};
+use oncewire::provider::{CryptoProvider, PublicKey};
+use oncewire::replay::Freshness;
+use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver, request_id};
+use oncewire::rng::{TryCryptoRng, TryRng};
+use oncewire::token::{Claims, TokenIssuer, TokenProof, proof_digest, thumbprint};
+use oncewire::{RustCrypto, Secret};
+use serde_json::{Value, json};
+
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/digests_v1.json");
+const NOW: u64 = 1_767_225_600_000;
+
+/// Yields the same fixed bytes on every call: a fixed ephemeral key, a fixed jti.
+struct FixedRng(Vec<u8>);
+impl TryRng for FixedRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        unreachable!()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        unreachable!()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        dst.copy_from_slice(&self.0[..dst.len()]);
+        Ok(())
+    }
+}
+impl TryCryptoRng for FixedRng {}
+
+fn scalar(fill: u8) -> [u8; 32] {
+    let mut s = [fill; 32];
+    s[0] = 0x01;
+    s
+}
+
+fn generate() -> Value {
+    let server = KeyPair::<RustCrypto>::from_bytes(&Secret::new(scalar(0x51))).unwrap();
+    let server_pk: PublicKey = *server.public_key();
+    let mut device = SoftwareSigner::<RustCrypto>::from_bytes(&Secret::new(scalar(0x44))).unwrap();
+    let device_pk = device.public_key().unwrap();
+    let device_id = DeviceId::new(b"lock-0042").unwrap();
+
+    // Enrollment (§8.3).
+    let challenge = [0xc7u8; 32];
+    let enroll = EnrollmentChallenge::answer::<RustCrypto, _>(&server_pk, &challenge, device_id, &mut device).unwrap();
+    let enroll_digest = enrollment_digest::<RustCrypto>(&server_pk, &challenge, &device_id, &device_pk);
+
+    // Token (§13).
+    let issuer_key = RustCrypto::signing_key_from_bytes(&Secret::new(scalar(0x66))).unwrap();
+    let issuer = TokenIssuer::<RustCrypto>::new(issuer_key);
+    let cnf = thumbprint::<RustCrypto>(&device_pk);
+    let jti = [0x0au8; 16];
+    let claims = Claims {
+        iss: "https://auth.example",
+        sub: device_id.as_bytes(),
+        aud: "api.example",
+        iat: NOW,
+        nbf: NOW,
+        exp: NOW + 300_000,
+        jti: &jti,
+        cnf,
+    };
+    let mut buf = [0u8; 512];
+    let n = issuer.issue(&claims, &mut buf).unwrap();
+    let token = buf[..n].to_vec();
+    let claims_len = n - 64;
+    let token_digest = RustCrypto::sha256(&[b"oncewire/1 token", &token[..claims_len]]);
+
+    // Token proof (§13).
+    let request_bytes = b"POST /unlock";
+    let proof_jti = [0x5au8; 16];
+    let proof_iat = NOW + 1_000;
+    let proof = oncewire::token::prove::<RustCrypto, _, _>(
+        &mut device,
+        &mut FixedRng(proof_jti.to_vec()),
+        &ManualClock::new(proof_iat),
+        &token,
+        request_bytes,
+    )
+    .unwrap();
+    assert_eq!(proof.jti, proof_jti);
+    let p_digest = proof_digest::<RustCrypto>(&token, request_bytes, proof_iat, &proof_jti);
+
+    // One-shot request (§11.3): a fixed ephemeral key through the normal API.
+    let eph = scalar(0x77);
+    let msg = b"unlock door 3";
+    let (app_info, app_aad) = (b"door-api".as_slice(), b"v1".as_slice());
+    let mut req = vec![0u8; REQUEST_OVERHEAD + msg.len()];
+    req[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
+    let clock = ManualClock::new(NOW + 2_000);
+    let rn = request::seal::<Aes256Gcm, RustCrypto, _>(
+        &mut FixedRng(eph.to_vec()),
+        &clock,
+        &server_pk,
+        None,
+        app_info,
+        app_aad,
+        &mut req,
+        msg.len(),
+    )
+    .unwrap();
+    assert_eq!(rn, req.len());
+    // It opens once, through the API.
+    let mut rx = RequestReceiver::<Aes256Gcm, RustCrypto, 8>::new(&Secret::new([1; 32]), Freshness::DEFAULT);
+    let mut copy = req.clone();
+    assert_eq!(rx.open(&server, None, &clock, app_info, app_aad, &mut copy).unwrap().payload, msg);
+    let mut again = req.clone();
+    assert_eq!(rx.open(&server, None, &clock, app_info, app_aad, &mut again).unwrap_err(), oncewire::Error::Replay);
+
+    let offsets: Vec<Value> = [(1_000u64, 0u64, 3u64), (NOW + 250, NOW, NOW + 401), (5, 10, 20), (u64::MAX, u64::MAX, u64::MAX - 1)]
+        .iter()
+        .map(|&(server, sent, received)| {
+            json!({
+                "server_time_ms": server.to_string(),
+                "sent_ms": sent.to_string(),
+                "received_ms": received.to_string(),
+                "offset_ms": clock_offset(server, sent, received).to_string(),
+            })
+        })
+        .collect();
+
+    json!({
+        "description": "oncewire v1 digest and one-shot request vectors (SPEC.md sections 7.3, 8.3, 11.3, 13). Byte strings are lowercase hex; u64 and i64 values are decimal strings. Signatures are raw r || s, low-S, deterministic (RFC 6979).",
+        "provenance": "Generated by tests/digest_vectors.rs with ONCEWIRE_WRITE_VECTORS=1; recomputed independently by interop/python/check_vectors.py (Python cryptography).",
+        "keys": {
+            "server_request_secret": hex::encode(scalar(0x51)),
+            "server_public": hex::encode(server_pk.as_bytes()),
+            "device_secret": hex::encode(scalar(0x44)),
+            "device_public": hex::encode(device_pk.as_bytes()),
+            "issuer_secret": hex::encode(scalar(0x66)),
+            "issuer_public": hex::encode(issuer.public_key().as_bytes()),
+        },
+        "enrollment": {
+            "server_public": hex::encode(server_pk.as_bytes()),
+            "challenge": hex::encode(challenge),
+            "device_id": hex::encode(device_id.as_bytes()),
+            "device_public": hex::encode(device_pk.as_bytes()),
+            "digest": hex::encode(enroll_digest),
+            "signature": hex::encode(enroll.signature),
+        },
+        "cnf": {"device_public": hex::encode(device_pk.as_bytes()), "thumbprint": hex::encode(cnf)},
+        "token": {
+            "claims": hex::encode(&token[..claims_len]),
+            "digest": hex::encode(token_digest),
+            "signature": hex::encode(&token[claims_len..]),
+            "token": hex::encode(&token),
+            "iat": NOW.to_string(), "nbf": NOW.to_string(), "exp": (NOW + 300_000).to_string(),
+        },
+        "token_proof": {
+            "token": hex::encode(&token),
+            "request": hex::encode(request_bytes),
+            "iat": proof_iat.to_string(),
+            "jti": hex::encode(proof_jti),
+            "digest": hex::encode(p_digest),
+            "signature": hex::encode(proof.signature),
+            "proof": hex::encode(proof.to_bytes()),
+        },
+        "clock_offset": offsets,
+        "one_shot_request": {
+            "kem_id": "16", "kdf_id": "1", "aead_id": "2", "mode": "0",
+            "recipient_public": hex::encode(server_pk.as_bytes()),
+            "ephemeral_secret": hex::encode(eph),
+            "timestamp_ms": (NOW + 2_000).to_string(),
+            "app_info": hex::encode(app_info),
+            "app_aad": hex::encode(app_aad),
+            "info": hex::encode([b"oncewire/1 request".as_slice(), app_info].concat()),
+            "aad": hex::encode([(NOW + 2_000).to_be_bytes().as_slice(), app_aad].concat()),
+            "message": hex::encode(msg),
+            "request": hex::encode(&req),
+            "replay_id": hex::encode(request_id::<RustCrypto>(&req[..65])),
+        },
+    })
+}
+
+#[test]
+fn digest_and_request_vectors_are_pinned() {
+    let generated = generate();
+    if std::env::var_os("ONCEWIRE_WRITE_VECTORS").is_some() {
+        std::fs::write(PATH, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
+    }
+    let text = std::fs::read_to_string(PATH).expect("tests/data/digests_v1.json exists");
+    let pinned: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pinned, generated, "pinned digest vectors differ: the protocol changed");
+}
+
+#[test]
+fn pinned_token_proof_round_trips() {
+    let text = std::fs::read_to_string(PATH).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let proof = hex::decode(v["token_proof"]["proof"].as_str().unwrap()).unwrap();
+    let p = TokenProof::from_bytes(&proof).unwrap();
+    assert_eq!(p.iat.to_string(), v["token_proof"]["iat"].as_str().unwrap());
+    assert_eq!(p.to_bytes().to_vec(), proof);
+}
