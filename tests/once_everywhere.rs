@@ -23,6 +23,7 @@ fn probe() {
     let mut rx = RequestReceiver::<Aes256Gcm, RustCrypto, 8>::new(&Secret::new([7; 32]), Freshness::DEFAULT);
     let t = Instant::now();
     for _ in 0..10 {
+        clock.advance(1);
         let mut buf = [0u8; REQUEST_OVERHEAD + 4];
         let n = request::seal::<Aes256Gcm, RustCrypto, _>(&mut OsRng, &clock, server.public_key(), None, b"", b"", &mut buf, 4).unwrap();
         let _ = PAYLOAD_OFFSET;

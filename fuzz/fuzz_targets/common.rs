@@ -115,11 +115,16 @@ pub fn server_accept(server: &ServerKey, msg1: &[u8], out: &mut [u8]) -> oncewir
     server.accept(&mut ScriptRng(&SERVER_EPHEMERAL), &clock(), msg1, limits(), out)
 }
 
-/// A real message 1 (fixed ephemeral).
+/// A real message 1 (fixed ephemeral). Made once: it costs two scalar
+/// multiplications.
 pub fn msg1() -> Vec<u8> {
-    let mut out = [0u8; MAX_HANDSHAKE_LEN];
-    let (_, n) = client_start(&mut out);
-    out[..n].to_vec()
+    static M1: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    M1.get_or_init(|| {
+        let mut out = [0u8; MAX_HANDSHAKE_LEN];
+        let (_, n) = client_start(&mut out);
+        out[..n].to_vec()
+    })
+    .clone()
 }
 
 pub fn limits() -> Limits {
