@@ -27,9 +27,7 @@
 use oncewire::cache::{Purpose, ReplayCache};
 use oncewire::challenge::{BINDING_LEN, Challenge, StatelessChallenges, bind};
 use oncewire::clock::SystemClock;
-use oncewire::device::{
-    DeviceId, DeviceSigner, EnrollmentChallenge, EnrollmentRequest, ReEnrollment, SoftwareSigner,
-};
+use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, EnrollmentRequest, ReEnrollment, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
 use oncewire::hpke::{Aes256Gcm, KeyPair};
 use oncewire::provider::{CryptoProvider, PublicKey};
@@ -428,13 +426,9 @@ fn run_client(addr: &str) -> u32 {
     println!("2. enrollment: the device proves possession of its hardware key");
     send(&mut stream, ENROLL_BEGIN, &[]);
     let (_, challenge) = recv(&mut stream).unwrap();
-    let req = EnrollmentChallenge::answer::<RustCrypto, _>(
-        &server_key,
-        &challenge.try_into().unwrap(),
-        device,
-        &mut signer,
-    )
-    .unwrap();
+    let req =
+        EnrollmentChallenge::answer::<RustCrypto, _>(&server_key, &challenge.try_into().unwrap(), device, &mut signer)
+            .unwrap();
     let mut buf = [0u8; 256];
     let answer = postcard::to_slice(
         &EnrollAnswer {

@@ -161,7 +161,9 @@ fn token_cnf(runner: &mut CtRunner, rng: &mut BenchRng) {
         let (token, proof) =
             if matches!(c, Class::Left) { (&left[i], &proofs[i].0) } else { (&right[i], &proofs[i].1) };
         runner.run_one(c, || {
-            black_box(verifier.verify_bound(&mut cache.borrow_mut(), &clock, token, &device_pk, &request, proof).is_err())
+            black_box(
+                verifier.verify_bound(&mut cache.borrow_mut(), &clock, token, &device_pk, &request, proof).is_err(),
+            )
         });
     }
 }

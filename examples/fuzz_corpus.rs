@@ -2,8 +2,10 @@
 //! handshake messages, a token and a challenge binding, made with the fixed
 //! keys in `fuzz/fuzz_targets/common.rs`, so the fuzzers start past the tag.
 //!
-//! `cargo run --example fuzz_corpus` (the corpus is checked in; rerun after a
-//! protocol change).
+//! `RUSTFLAGS="--cfg oncewire_test_vectors" cargo run --example fuzz_corpus`
+//! (the fixed ephemeral keys need the test-vector entry points; the corpus
+//! is checked in; rerun after a protocol change).
+#![cfg_attr(not(oncewire_test_vectors), allow(unused_imports, dead_code))]
 #![allow(
     unreachable_pub,
     clippy::unwrap_used,
@@ -49,11 +51,19 @@ fn hpke_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPair>
     buf
 }
 
+#[cfg(not(oncewire_test_vectors))]
+fn main() {
+    eprintln!("fuzz_corpus needs RUSTFLAGS=\"--cfg oncewire_test_vectors\" (fixed ephemeral keys)");
+    std::process::exit(2);
+}
+
+#[cfg(oncewire_test_vectors)]
 fn main() {
     let clock = clock();
     // Records and one-shot frames.
     let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(KEY), Secret::new(IV), SID, 0).unwrap();
-    let mut one = OneShotSender::<_, RustCrypto>::boot(&Secret::new(KEY), SID, oncewire::store::VolatileStore::new(), 1).unwrap();
+    let mut one =
+        OneShotSender::<_, RustCrypto>::boot(&Secret::new(KEY), SID, oncewire::store::VolatileStore::new(), 1).unwrap();
     let mut rng = DetRng(7);
     for (i, p) in [&b""[..], b"ping", &[0xa5; 100]].iter().enumerate() {
         let mut f = vec![0u8; buffer_len(p.len())];

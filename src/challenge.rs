@@ -356,11 +356,7 @@ impl<const N: usize> ChallengeTable<N> {
         // A free or expired slot first; else the live challenge expiring first.
         let free = self.slots.iter().position(|s| s.is_none_or(|s| now > s.expires_at_ms));
         let slot = free.unwrap_or_else(|| {
-            self.slots
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, s)| s.map_or(0, |s| s.expires_at_ms))
-                .map_or(0, |(i, _)| i)
+            self.slots.iter().enumerate().min_by_key(|(_, s)| s.map_or(0, |s| s.expires_at_ms)).map_or(0, |(i, _)| i)
         });
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(Issued { random, expires_at_ms });

@@ -121,11 +121,7 @@ impl TokenProof {
         }
         let (iat, rest) = bytes.split_first_chunk::<8>().ok_or(Error::Truncated)?;
         let (jti, sig) = rest.split_first_chunk::<PROOF_JTI_LEN>().ok_or(Error::Truncated)?;
-        Ok(Self {
-            iat: u64::from_be_bytes(*iat),
-            jti: *jti,
-            signature: sig.try_into().map_err(|_| Error::Truncated)?,
-        })
+        Ok(Self { iat: u64::from_be_bytes(*iat), jti: *jti, signature: sig.try_into().map_err(|_| Error::Truncated)? })
     }
 }
 

@@ -60,7 +60,8 @@ fn every_bit_flip_of_a_one_shot_frame_fails_and_changes_nothing() {
     let clock = ManualClock::new(1_767_225_600_000);
     let key = [8u8; 32];
     let kid = *b"srv-key1";
-    let mut tx = OneShotSender::<_, RustCrypto>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1).unwrap();
+    let mut tx =
+        OneShotSender::<_, RustCrypto>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1).unwrap();
     let ring = NonceRing::<16>::new(Freshness::DEFAULT, [1; 16]);
     let mut rx = OneShotReceiver::<RustCrypto, 16>::new(&Secret::new(key), kid, ring).unwrap();
     for _ in 0..3 {
@@ -110,7 +111,9 @@ fn a_wrong_tag_leaves_the_buffer_unchanged_and_lengths_are_strict() {
 #[test]
 fn a_failing_rng_is_an_error_and_consumes_nothing() {
     let clock = ManualClock::new(1);
-    let mut tx = OneShotSender::<_, RustCrypto>::boot(&Secret::new([1; 32]), [2; 8], oncewire::store::VolatileStore::new(), 1).unwrap();
+    let mut tx =
+        OneShotSender::<_, RustCrypto>::boot(&Secret::new([1; 32]), [2; 8], oncewire::store::VolatileStore::new(), 1)
+            .unwrap();
     let mut f = vec![0u8; buffer_len(3)];
     assert_eq!(tx.seal(&mut FailingRng, &clock, b"abc", &mut f).unwrap_err(), Error::Rng);
     assert_eq!(tx.used(), 0);

@@ -129,17 +129,18 @@ fn generate() -> Value {
     let mut again = req.clone();
     assert_eq!(rx.open(&server, None, &clock, app_info, app_aad, &mut again).unwrap_err(), oncewire::Error::Replay);
 
-    let offsets: Vec<Value> = [(1_000u64, 0u64, 3u64), (NOW + 250, NOW, NOW + 401), (5, 10, 20), (u64::MAX, u64::MAX, u64::MAX - 1)]
-        .iter()
-        .map(|&(server, sent, received)| {
-            json!({
-                "server_time_ms": server.to_string(),
-                "sent_ms": sent.to_string(),
-                "received_ms": received.to_string(),
-                "offset_ms": clock_offset(server, sent, received).to_string(),
+    let offsets: Vec<Value> =
+        [(1_000u64, 0u64, 3u64), (NOW + 250, NOW, NOW + 401), (5, 10, 20), (u64::MAX, u64::MAX, u64::MAX - 1)]
+            .iter()
+            .map(|&(server, sent, received)| {
+                json!({
+                    "server_time_ms": server.to_string(),
+                    "sent_ms": sent.to_string(),
+                    "received_ms": received.to_string(),
+                    "offset_ms": clock_offset(server, sent, received).to_string(),
+                })
             })
-        })
-        .collect();
+            .collect();
 
     json!({
         "description": "oncewire v1 digest and one-shot request vectors (SPEC.md sections 7.3, 8.3, 11.3, 13). Byte strings are lowercase hex; u64 and i64 values are decimal strings. Signatures are raw r || s, low-S, deterministic (RFC 6979).",

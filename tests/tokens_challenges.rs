@@ -9,10 +9,10 @@
     clippy::panic
 )]
 
+use oncewire::cache::{Purpose, ReplayCache};
 use oncewire::challenge::{StatelessChallenges, bind};
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceSigner, SoftwareSigner};
-use oncewire::cache::{Purpose, ReplayCache};
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;

@@ -137,7 +137,9 @@ fn seal_record(v: &RecordIn) -> Vec<u8> {
 
 fn seal_oneshot(v: &SealedIn) -> Vec<u8> {
     let clock = ManualClock::new(v.ts);
-    let mut tx = OneShotSender::<_, RustCrypto>::boot(&Secret::new(v.key), v.key_id, oncewire::store::VolatileStore::new(), 1).unwrap();
+    let mut tx =
+        OneShotSender::<_, RustCrypto>::boot(&Secret::new(v.key), v.key_id, oncewire::store::VolatileStore::new(), 1)
+            .unwrap();
     let mut buf = vec![0u8; oncewire::wire::buffer_len(v.payload.len())];
     let n = tx.seal(&mut FixedRng(v.nonce), &clock, &v.payload, &mut buf).unwrap();
     buf.truncate(n);
@@ -290,7 +292,9 @@ fn sealed_vectors_seal_and_open() {
         let payload = h(&r["payload"]);
         let frame = h(&r["frame"]);
         let clock = ManualClock::new(ts);
-        let mut tx = OneShotSender::<_, RustCrypto>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1).unwrap();
+        let mut tx =
+            OneShotSender::<_, RustCrypto>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1)
+                .unwrap();
         let mut buf = vec![0u8; frame.len()];
         let n = tx.seal(&mut FixedRng(nonce), &clock, &payload, &mut buf).unwrap();
         assert_eq!(&buf[..n], &frame[..], "{}", r["name"]);

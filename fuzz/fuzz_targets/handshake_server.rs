@@ -13,7 +13,7 @@ fn genuine_msg3() -> &'static [u8] {
         let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
         let (client, n1) = client_start(&mut m1);
         let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
-        let (_, n2) = server_accept(&server_key(), &m1[..n1], &mut m2).unwrap();
+        let (_, n2) = server_accept(server_key(), &m1[..n1], &mut m2).unwrap();
         let (id, mut signer) = device();
         let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
         let (_, n3) = client.finish::<_, 4>(&clock(), &m2[..n2], id, &mut signer, limits(), &mut m3).unwrap();
@@ -24,9 +24,9 @@ fn genuine_msg3() -> &'static [u8] {
 fuzz_target!(|data: &[u8]| {
     let server = server_key();
     let mut out = [0u8; MAX_HANDSHAKE_LEN];
-    let _ = server_accept(&server, data, &mut out);
+    let _ = server_accept(server, data, &mut out);
 
-    let (pending, _) = server_accept(&server, &msg1(), &mut out).unwrap();
+    let (pending, _) = server_accept(server, &msg1(), &mut out).unwrap();
     let enrolled = (device().0, device_public());
     let mut msg3 = data.to_vec();
     let r = pending.finish::<_, 4>(&clock(), &mut msg3, &enrolled);

@@ -5,11 +5,14 @@
 //! rejected only where the documented floor policy says so. The same nonce
 //! with another timestamp is another frame (a sender's nonce reuse), which
 //! the ring rejects while it holds the nonce and may accept after eviction.
+//! A restart goes through an authenticated snapshot: the restored ring is
+//! the same ring, and a tampered or rolled-back snapshot never restores.
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use oncewire::Error;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing};
+use oncewire::snapshot::SnapshotKey;
+use oncewire::{Error, RustCrypto};
 use std::collections::{HashSet, VecDeque};
 
 #[derive(Arbitrary, Debug)]
@@ -19,6 +22,7 @@ enum Op {
     Nonce { id: u8, age: i16 },
     Tick(u16),
     Back(u8),
+    Restart(u16),
 }
 
 const CAP: usize = 8;
@@ -34,6 +38,8 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut fifo: VecDeque<u64> = VecDeque::new();
     let mut floor: Option<u64> = None;
     let mut now = 100_000u64;
+    let snapshot_key = SnapshotKey::<RustCrypto>::derive(b"replay model receiver key");
+    let mut epoch = 0u64;
     for op in ops {
         match op {
             Op::Seq(d) => {
@@ -74,6 +80,21 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Tick(d) => now = now.saturating_add(u64::from(d)),
             Op::Back(d) => now = now.saturating_sub(u64::from(d)),
+            Op::Restart(flip) => {
+                let mut snap = [0u8; 512];
+                let n = ring.snapshot(&snapshot_key, b"model", epoch, &mut snap).unwrap();
+                let restore = |bytes: &[u8], trusted_epoch| {
+                    NonceRing::<CAP>::restore(bytes, &snapshot_key, b"model", trusted_epoch, f, [9; 16])
+                };
+                let mut bad = snap;
+                bad[usize::from(flip) % n] ^= 1 << (flip >> 13);
+                assert_eq!(restore(&bad[..n], epoch).err(), Some(Error::Authentication), "a tampered snapshot");
+                assert_eq!(restore(&snap[..n], epoch + 1).err(), Some(Error::Rollback), "an old snapshot");
+                let restored = restore(&snap[..n], epoch).unwrap();
+                assert!(restored == ring, "the restored ring differs");
+                ring = restored;
+                epoch += 1;
+            }
         }
     }
 });

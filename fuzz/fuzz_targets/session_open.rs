@@ -15,7 +15,7 @@ fn server_session() -> Session {
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
     let (client, n1) = client_start(&mut m1);
     let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
-    let (pending, n2) = server_accept(&server, &m1[..n1], &mut m2).unwrap();
+    let (pending, n2) = server_accept(server, &m1[..n1], &mut m2).unwrap();
     let (id, mut signer) = device();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
     let (_, n3) = client.finish::<_, 32>(&clock(), &m2[..n2], id, &mut signer, limits(), &mut m3).unwrap();
