@@ -28,7 +28,7 @@
 //!
 //! let clock = ManualClock::new(1_767_225_600_000);
 //! let server = KeyPair::<RustCrypto>::generate(&mut OsRng)?;
-//! let mut rx = RequestReceiver::<_>::new(&Secret::new([7; 32]), Freshness::DEFAULT);
+//! let mut rx: RequestReceiver = RequestReceiver::new(&Secret::new([7; 32]), Freshness::DEFAULT);
 //!
 //! let msg = b"POST /unlock";
 //! let mut buf = [0u8; REQUEST_OVERHEAD + 12];
