@@ -424,49 +424,11 @@ fn run_client(addr: &str) -> u32 {
     println!("  server key {}…", &hex(&key)[..24]);
 
     println!("2. enrollment: the device proves possession of its hardware key");
-    send(&mut stream, ENROLL_BEGIN, &[]);
-    let (_, challenge) = recv(&mut stream).unwrap();
-    let req =
-        EnrollmentChallenge::answer::<RustCrypto, _>(&server_key, &challenge.try_into().unwrap(), device, &mut signer)
-            .unwrap();
-    let mut buf = [0u8; 256];
-    let answer = postcard::to_slice(
-        &EnrollAnswer {
-            device_id: device.as_bytes(),
-            public_key: req.public_key.as_bytes(),
-            signature: &req.signature,
-        },
-        &mut buf,
-    )
-    .unwrap();
-    send(&mut stream, ENROLL_ANSWER, answer);
-    let (kind, _) = recv(&mut stream).unwrap();
-    t.ok("device enrolled", kind == OK, &format!("{device:?}"));
+    let verdict = enroll(&mut stream, &server_key, device, &mut signer);
+    t.ok("device enrolled", verdict == "enrolled", &format!("{device:?}"));
     // Someone who learned the device id enrolls a key of their own under it.
     let mut intruder = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
-    send(&mut stream, ENROLL_BEGIN, &[]);
-    let (_, challenge) = recv(&mut stream).unwrap();
-    let req = EnrollmentChallenge::answer::<RustCrypto, _>(
-        &server_key,
-        &challenge.try_into().unwrap(),
-        device,
-        &mut intruder,
-    )
-    .unwrap();
-    let answer = postcard::to_slice(
-        &EnrollAnswer {
-            device_id: device.as_bytes(),
-            public_key: req.public_key.as_bytes(),
-            signature: &req.signature,
-        },
-        &mut buf,
-    )
-    .unwrap();
-    send(&mut stream, ENROLL_ANSWER, answer);
-    let verdict = match recv(&mut stream) {
-        Some((REJECTED, why)) => format!("Error::{}", String::from_utf8_lossy(&why)),
-        other => format!("unexpected {other:?}"),
-    };
+    let verdict = enroll(&mut stream, &server_key, device, &mut intruder);
     t.ok("re-enroll the same id with another key", verdict == "Error::AlreadyEnrolled", &verdict);
 
     println!("3. handshake: Noise NK over P-256, then the device signs the handshake hash");
@@ -565,7 +527,7 @@ fn run_client(addr: &str) -> u32 {
     let verdict = one_shot_verdict(&mut c.stream, &one_shot);
     t.ok("replay a captured one-shot request", verdict == "Error::Replay", &verdict);
 
-    let body = postcard::to_slice(&AppRequest::Ping("transfer 10"), &mut buf).unwrap().to_vec();
+    let body = postcard::to_slice(&AppRequest::Ping("transfer 10"), &mut [0u8; 256]).unwrap().to_vec();
     let mut fresh = vec![0u8; buffer_len(body.len())];
     let n = c.session.seal(&clock, &body, &mut fresh).unwrap();
     fresh.truncate(n);
@@ -592,6 +554,23 @@ fn run_client(addr: &str) -> u32 {
     let verdict = use_token(&mut c.stream, &token, &device_pk, &thief_proof, request);
     t.ok("a stolen token claiming the device key", verdict == "Error::Authentication", &verdict);
     t.failures
+}
+
+/// Runs one enrollment (challenge, signed answer) and returns the verdict.
+fn enroll(s: &mut TcpStream, server_key: &PublicKey, device: DeviceId, signer: &mut impl DeviceSigner) -> String {
+    send(s, ENROLL_BEGIN, &[]);
+    let (_, challenge) = recv(s).unwrap();
+    let req = EnrollmentChallenge::answer::<RustCrypto, _>(server_key, &challenge.try_into().unwrap(), device, signer)
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let answer =
+        EnrollAnswer { device_id: device.as_bytes(), public_key: req.public_key.as_bytes(), signature: &req.signature };
+    send(s, ENROLL_ANSWER, postcard::to_slice(&answer, &mut buf).unwrap());
+    match recv(s) {
+        Some((OK, text)) => String::from_utf8_lossy(&text).into_owned(),
+        Some((REJECTED, why)) => format!("Error::{}", String::from_utf8_lossy(&why)),
+        other => format!("unexpected {other:?}"),
+    }
 }
 
 fn one_shot_verdict(s: &mut TcpStream, request: &[u8]) -> String {
