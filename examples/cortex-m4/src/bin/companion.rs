@@ -116,8 +116,8 @@ fn run() -> Result<(), &'static str> {
     }
     // The answer signs the server's key too (it cannot be relayed to another
     // server), and carries the one wire form of a signature: raw, low-S.
-    let answer =
-        EnrollmentChallenge::answer::<RustCrypto, _>(&server_key, &challenge, device, &mut signer).map_err(|_| "sign")?;
+    let answer = EnrollmentChallenge::answer::<RustCrypto, _>(&server_key, &challenge, device, &mut signer)
+        .map_err(|_| "sign")?;
     let mut out = [0u8; 256];
     let msg = postcard::to_slice(
         &EnrollAnswer {
