@@ -2,10 +2,9 @@
 //! handshake messages, a token and a challenge binding, made with the fixed
 //! keys in `fuzz/fuzz_targets/common.rs`, so the fuzzers start past the tag.
 //!
-//! `RUSTFLAGS="--cfg oncewire_test_vectors" cargo run --example fuzz_corpus`
-//! (the fixed ephemeral keys need the test-vector entry points; the corpus
-//! is checked in; rerun after a protocol change).
-#![cfg_attr(not(oncewire_test_vectors), allow(unused_imports, dead_code))]
+//! `cargo run --example fuzz_corpus` (the corpus is checked in; rerun after
+//! a protocol change). The fixed ephemeral keys come from a scripted RNG
+//! through the normal API (`common::client_start`, `common::server_accept`).
 #![allow(
     unreachable_pub,
     clippy::unwrap_used,
@@ -19,12 +18,13 @@ mod common;
 
 use common::*;
 use oncewire::challenge::{StatelessChallenges, bind};
-use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
+use oncewire::handshake::MAX_HANDSHAKE_LEN;
 use oncewire::hpke;
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::{Freshness, NonceRing};
+use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD};
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamSealer, chunk_buffer_len};
-use oncewire::token::{Claims, TokenIssuer, thumbprint};
+use oncewire::token::{Claims, TokenIssuer, prove, thumbprint};
 use oncewire::wire::buffer_len;
 use oncewire::{CounterSender, OneShotSender, RustCrypto, Secret};
 use std::path::Path;
@@ -51,13 +51,16 @@ fn hpke_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPair>
     buf
 }
 
-#[cfg(not(oncewire_test_vectors))]
-fn main() {
-    eprintln!("fuzz_corpus needs RUSTFLAGS=\"--cfg oncewire_test_vectors\" (fixed ephemeral keys)");
-    std::process::exit(2);
+fn request_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPair>) -> Vec<u8> {
+    let msg = b"request seed";
+    let mut buf = vec![0u8; REQUEST_OVERHEAD + msg.len()];
+    buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
+    let pk = hpke_recipient().public_key();
+    let n = request::seal::<A, RustCrypto, _>(rng, &clock(), pk, sender, b"fuzz", b"aad", &mut buf, msg.len()).unwrap();
+    buf.truncate(n);
+    buf
 }
 
-#[cfg(oncewire_test_vectors)]
 fn main() {
     let clock = clock();
     // Records and one-shot frames.
@@ -80,17 +83,12 @@ fn main() {
     let m1 = msg1();
     write("handshake_server", "msg1", &m1);
     write("frame_parse", "msg1", &m1);
-    let server = server_key();
-    let (e, e_pub) = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new([0x44; 32])).unwrap();
     let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
-    let (_, n2) = server.accept_with(e, e_pub, NOW, &m1, limits(), &mut m2).unwrap();
+    let (_, n2) = server_accept(server_key(), &m1, &mut m2).unwrap();
     write("handshake_client", "msg2", &m2[..n2]);
     write("frame_parse", "msg2", &m2[..n2]);
-    let (e, e_pub) = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new([0x33; 32])).unwrap();
     let mut scratch = [0u8; MAX_HANDSHAKE_LEN];
-    let (client, _) =
-        ClientHandshake::<RustCrypto>::start_with(*server.public_key(), *b"fuzz-hs1", e, e_pub, NOW, &mut scratch)
-            .unwrap();
+    let (client, _) = client_start(&mut scratch);
     let (id, mut signer) = device();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
     let (mut session, n3) = client.finish::<_, 32>(&clock, &m2[..n2], id, &mut signer, limits(), &mut m3).unwrap();
@@ -115,7 +113,9 @@ fn main() {
     let mut t = [0u8; 256];
     let n = issuer.issue(&claims, &mut t).unwrap();
     write("token_verify", "token", &t[..n]);
-    let mut with_proof = vec![0u8; 64];
+    // `proof (88 bytes) ‖ token`: a real proof of possession for request [7; 32].
+    let proof = prove::<RustCrypto, _, _>(&mut device().1, &mut DetRng(9), &clock, &t[..n], &[7; 32]).unwrap();
+    let mut with_proof = proof.to_bytes().to_vec();
     with_proof.extend_from_slice(&t[..n]);
     write("token_verify", "proof-token", &with_proof);
 
@@ -135,6 +135,18 @@ fn main() {
             hpke_seed::<hpke::Aes128Gcm>(&mut rng, sender)
         } else {
             hpke_seed::<hpke::Aes256Gcm>(&mut rng, sender)
+        };
+        let mut input = vec![sel];
+        input.extend_from_slice(&n);
+        write("hpke_open", &format!("sel-{sel}"), &input);
+    }
+    // One-shot requests, one per selector 4-7 (base/auth x AES-128/256).
+    for sel in 4u8..8 {
+        let sender = (sel >= 6).then(hpke_sender);
+        let n = if sel % 2 == 0 {
+            request_seed::<hpke::Aes128Gcm>(&mut rng, sender)
+        } else {
+            request_seed::<hpke::Aes256Gcm>(&mut rng, sender)
         };
         let mut input = vec![sel];
         input.extend_from_slice(&n);
