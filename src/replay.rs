@@ -844,6 +844,9 @@ mod tests {
         extern crate std;
         let r = NonceRing::<2>::new(Freshness::DEFAULT, [0xab; 16]);
         let text = std::format!("{r:?}");
-        assert!(!text.contains("hash_key") && !text.contains("12370169555311111083") && !text.contains("abab"), "{text}");
+        assert!(
+            !text.contains("hash_key") && !text.contains("12370169555311111083") && !text.contains("abab"),
+            "{text}"
+        );
     }
 }
