@@ -41,7 +41,7 @@ impl Purpose {
 
 /// A bounded cache of accepted request ids with a freshness window. See the
 /// [module docs](self).
-pub struct ReplayCache<P: CryptoProvider = RustCrypto, const N: usize = 4096> {
+pub struct ReplayCache<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
     purpose: Purpose,
     ring: NonceRing<N>,
     snapshot_key: SnapshotKey<P>,

@@ -148,7 +148,7 @@ impl core::fmt::Debug for OpenedRequest<'_> {
 }
 
 /// The server side: opens requests sealed to its key, each at most once.
-pub struct RequestReceiver<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto, const N: usize = 4096> {
+pub struct RequestReceiver<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto, const N: usize = 1024> {
     cache: ReplayCache<P, N>,
     _a: PhantomData<A>,
 }
