@@ -12,7 +12,8 @@
 
 use crate::audit::Audit;
 use crate::error::{Error, Result};
-use crate::provider::{CryptoProvider, NONCE_LEN, RustCrypto};
+use crate::provider::{CryptoProvider, RustCrypto};
+use crate::wire::{NONCE_LEN};
 use crate::replay::{Commit, Freshness, NonceRing, TimeFloor};
 use crate::secret::Secret;
 use crate::snapshot::{Kind, SnapshotKey};

@@ -54,11 +54,8 @@ impl Challenge {
     /// # Errors
     /// [`Error::Truncated`] or [`Error::TrailingBytes`] if not exactly [`CHALLENGE_LEN`] bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        match bytes.len().cmp(&CHALLENGE_LEN) {
-            core::cmp::Ordering::Less => Err(Error::Truncated),
-            core::cmp::Ordering::Greater => Err(Error::TrailingBytes),
-            core::cmp::Ordering::Equal => Ok(Self(bytes.try_into().map_err(|_| Error::Truncated)?)),
-        }
+        crate::wire::exact_len(bytes, CHALLENGE_LEN)?;
+        Ok(Self(bytes.try_into().map_err(|_| Error::Truncated)?))
     }
 
     /// The bytes to send.
@@ -107,11 +104,7 @@ pub fn bind<P: CryptoProvider>(challenge: &Challenge, request: &[u8]) -> [u8; BI
 /// Splits and checks a binding against the request, in constant time.
 fn split_binding<P: CryptoProvider>(binding: &[u8], request: &[u8]) -> Result<(Challenge, subtle::Choice)> {
     let (c, h) = binding.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
-    match h.len().cmp(&32) {
-        core::cmp::Ordering::Less => return Err(Error::Truncated),
-        core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
-        core::cmp::Ordering::Equal => {}
-    }
+    crate::wire::exact_len(h, 32)?;
     let matches = P::sha256(&[request]).ct_eq(h);
     Ok((Challenge::from_bytes(c)?, matches))
 }

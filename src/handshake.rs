@@ -29,7 +29,8 @@
 use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceKeys, DeviceSigner, HANDSHAKE_SIGNATURE_LABEL};
 use crate::error::{Error, Result};
-use crate::provider::{AeadCipher, CryptoProvider, NONCE_LEN, PublicKey, RustCrypto, TAG_LEN, fill_random};
+use crate::provider::{AeadCipher, CryptoProvider, PublicKey, RustCrypto, fill_random};
+use crate::wire::{NONCE_LEN, TAG_LEN};
 use crate::record::{CounterReceiver, CounterSender};
 use crate::secret::Secret;
 use crate::session::{Limits, Peer, Role, ServerAuthenticated, Session, SessionKeys};
@@ -87,7 +88,7 @@ impl<P: CryptoProvider> Symmetric<P> {
     }
 
     fn nonce(&self) -> [u8; NONCE_LEN] {
-        crate::record::counter_nonce(&[0u8; NONCE_LEN], self.n)
+        crate::wire::counter_nonce(&[0u8; NONCE_LEN], self.n)
     }
 
     fn cipher(&self) -> Result<P::Aes256Gcm> {

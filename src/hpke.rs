@@ -32,14 +32,15 @@
 
 use crate::RustCrypto;
 use crate::error::{Error, Result};
-use crate::provider::{AeadCipher, CryptoProvider, NONCE_LEN, P256_PUBLIC_LEN, PublicKey};
+use crate::provider::{AeadCipher, CryptoProvider, P256_PUBLIC_LEN, PublicKey};
+use crate::wire::{NONCE_LEN};
 use crate::secret::Secret;
 use rand_core::TryCryptoRng;
 
 /// Length of the encapsulated key `enc` (an uncompressed P-256 point).
 pub const ENC_LEN: usize = P256_PUBLIC_LEN;
 /// Length of the AEAD tag.
-pub const TAG_LEN: usize = crate::provider::TAG_LEN;
+pub use crate::wire::TAG_LEN;
 /// Bytes a single-shot message adds: `enc` and the tag.
 pub const SINGLE_SHOT_OVERHEAD: usize = ENC_LEN + TAG_LEN;
 
@@ -258,7 +259,7 @@ impl<A: HpkeAead, P: CryptoProvider> Keys<A, P> {
         if self.seq == u64::MAX {
             return Err(Error::KeyExhausted);
         }
-        Ok(crate::record::counter_nonce(self.base_nonce.expose(), self.seq))
+        Ok(crate::wire::counter_nonce(self.base_nonce.expose(), self.seq))
     }
 
     fn export(&self, exporter_context: &[u8], out: &mut [u8]) -> Result<()> {

@@ -19,10 +19,7 @@ use rand_core::TryCryptoRng;
 mod rustcrypto;
 pub use rustcrypto::RustCrypto;
 
-/// Length of an AEAD nonce in bytes (96 bits).
-pub const NONCE_LEN: usize = 12;
-/// Length of an AEAD tag in bytes (128 bits).
-pub const TAG_LEN: usize = 16;
+use crate::wire::{NONCE_LEN, TAG_LEN};
 /// Length of an uncompressed SEC1 P-256 public key (`0x04 ‖ x ‖ y`).
 pub const P256_PUBLIC_LEN: usize = 65;
 /// Length of a raw (P1363, `r ‖ s`) P-256 ECDSA signature.

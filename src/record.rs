@@ -22,12 +22,15 @@
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::provider::{AeadCipher, CryptoProvider, NONCE_LEN, RustCrypto, TAG_LEN, fill_random};
+use crate::provider::{AeadCipher, CryptoProvider, RustCrypto, fill_random};
 use crate::replay::{Commit, CounterWindow, Freshness, NonceRing, TimeFloor, WindowState};
 use crate::secret::Secret;
 use crate::snapshot::{Kind, SnapshotKey};
 use crate::store::CounterStore;
-use crate::wire::{Frame, FrameType, HEADER_LEN, Header, KEY_ID_LEN, MAX_PAYLOAD_LEN, NonceField, buffer_len};
+use crate::wire::{
+    Frame, FrameType, HEADER_LEN, Header, KEY_ID_LEN, MAX_PAYLOAD_LEN, NONCE_LEN, NonceField, TAG_LEN, buffer_len,
+    counter_nonce, stage,
+};
 
 /// The NIST SP 800-38D limit on invocations of one key with random 96-bit nonces.
 pub const RANDOM_NONCE_MAX_INVOCATIONS: u64 = 1 << 32;
@@ -67,17 +70,6 @@ impl core::fmt::Debug for Opened<'_> {
             .field("payload_len", &self.payload.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Nonce for the counter strategy: IV XOR (0⁴ ‖ seq), as in TLS 1.3 §5.3.
-#[inline]
-pub fn counter_nonce(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
-    let mut n = *iv;
-    let [_, _, _, _, tail @ ..] = &mut n;
-    for (t, s) in tail.iter_mut().zip(seq.to_be_bytes()) {
-        *t ^= s;
-    }
-    n
 }
 
 /// Most external AAD a frame may carry: a request's generation and sequence number.
@@ -149,13 +141,6 @@ fn header_for(
     // payload_len <= 2^24, so it fits a u32.
     let payload_len = u32::try_from(payload_len).map_err(|_| Error::PayloadTooLarge)?;
     Ok(Header { frame_type, key_id, nonce, timestamp_ms: now, payload_len })
-}
-
-/// Copies `payload` into `out` at the payload offset.
-fn stage(payload: &[u8], out: &mut [u8]) -> Result<()> {
-    let end = HEADER_LEN.checked_add(payload.len()).ok_or(Error::PayloadTooLarge)?;
-    out.get_mut(HEADER_LEN..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(payload);
-    Ok(())
 }
 
 /// Parses `buf` as exactly one frame of `expected` type for `key_id`.
@@ -771,13 +756,6 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-
-    #[test]
-    fn counter_nonce_xors_the_tail() {
-        let iv = [0xffu8; 12];
-        let n = counter_nonce(&iv, 0x0102_0304_0506_0708);
-        assert_eq!(n, [0xff, 0xff, 0xff, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8, 0xf7]);
-    }
 
     #[test]
     fn counter_exhaustion_is_an_error_not_a_wrap() {

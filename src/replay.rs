@@ -36,7 +36,8 @@
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::provider::{CryptoProvider, NONCE_LEN};
+use crate::provider::{CryptoProvider};
+use crate::wire::{NONCE_LEN};
 use crate::snapshot::{Kind, SnapshotKey, decode_exact};
 use crate::store::CounterStore;
 use serde::de::{SeqAccess, Visitor};

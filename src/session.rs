@@ -19,11 +19,11 @@ use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceVerified};
 use crate::error::{Error, Result};
-use crate::provider::{CryptoProvider, NONCE_LEN, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
 use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, Opened, gcm_blocks};
 use crate::replay::Freshness;
 use crate::secret::Secret;
-use crate::wire::{Frame, FrameType, HEADER_LEN, KEY_ID_LEN};
+use crate::wire::{Frame, FrameType, KEY_ID_LEN, NONCE_LEN, stage};
 use core::marker::PhantomData;
 
 /// Label of a direction's AEAD key, expanded from its traffic secret.
@@ -558,8 +558,4 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     }
 }
 
-fn stage(payload: &[u8], out: &mut [u8]) -> Result<()> {
-    let end = HEADER_LEN.checked_add(payload.len()).ok_or(Error::PayloadTooLarge)?;
-    out.get_mut(HEADER_LEN..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(payload);
-    Ok(())
-}
+

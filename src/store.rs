@@ -11,7 +11,8 @@
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::provider::{CryptoProvider, NONCE_LEN, RustCrypto};
+use crate::provider::{CryptoProvider, RustCrypto};
+use crate::wire::{NONCE_LEN};
 use crate::record::{CounterSender, LONG_KEY_MAX_PAYLOAD};
 use crate::secret::Secret;
 use crate::wire::KEY_ID_LEN;
@@ -164,8 +165,7 @@ impl<S: CounterStore, P: CryptoProvider> PersistentSender<S, P> {
     /// # Errors
     /// As [`Self::seal_in_place`].
     pub fn seal(&mut self, clock: &impl Clock, payload: &[u8], out: &mut [u8]) -> Result<usize> {
-        let end = crate::wire::HEADER_LEN.checked_add(payload.len()).ok_or(Error::PayloadTooLarge)?;
-        out.get_mut(crate::wire::HEADER_LEN..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(payload);
+        crate::wire::stage(payload, out)?;
         self.seal_in_place(clock, out, payload.len())
     }
 

@@ -201,11 +201,7 @@ impl<A: HpkeAead, P: CryptoProvider> StreamOpener<A, P> {
     /// [`Error::Malformed`] (not a stream header, or another AEAD),
     /// [`Error::UnsupportedVersion`] (`OWS` with another version), [`Error::PayloadTooLarge`] (`max_chunk`), [`Error::InvalidKey`].
     pub fn start(header: &[u8], recipient: &KeyPair<P>, sender: Option<&PublicKey>, app_info: &[u8]) -> Result<Self> {
-        match header.len().cmp(&STREAM_HEADER_LEN) {
-            core::cmp::Ordering::Less => return Err(Error::Truncated),
-            core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
-            core::cmp::Ordering::Equal => {}
-        }
+        crate::wire::exact_len(header, STREAM_HEADER_LEN)?;
         let (fixed, enc) = header.split_at(10);
         let fixed: [u8; 10] = fixed.try_into().map_err(|_| Error::Truncated)?;
         let [g0, g1, g2, g3, a0, a1, m0, m1, m2, m3] = fixed;
@@ -277,11 +273,7 @@ impl<A: HpkeAead, P: CryptoProvider> StreamOpener<A, P> {
             return Err(Error::TrailingBytes);
         }
         let (len, last) = self.parse(chunk)?;
-        match chunk.len().cmp(&chunk_buffer_len(len)) {
-            core::cmp::Ordering::Less => return Err(Error::Truncated),
-            core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
-            core::cmp::Ordering::Equal => {}
-        }
+        crate::wire::exact_len(chunk, chunk_buffer_len(len))?;
         let (head, body) = chunk.split_at_mut(CHUNK_HEADER_LEN);
         let data = self.ctx.open_in_place(head, body)?;
         self.finished = last;

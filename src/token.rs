@@ -114,11 +114,7 @@ impl TokenProof {
     /// # Errors
     /// [`Error::Truncated`] or [`Error::TrailingBytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        match bytes.len().cmp(&PROOF_LEN) {
-            core::cmp::Ordering::Less => return Err(Error::Truncated),
-            core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
-            core::cmp::Ordering::Equal => {}
-        }
+        crate::wire::exact_len(bytes, PROOF_LEN)?;
         let (iat, rest) = bytes.split_first_chunk::<8>().ok_or(Error::Truncated)?;
         let (jti, sig) = rest.split_first_chunk::<PROOF_JTI_LEN>().ok_or(Error::Truncated)?;
         Ok(Self { iat: u64::from_be_bytes(*iat), jti: *jti, signature: sig.try_into().map_err(|_| Error::Truncated)? })
@@ -229,11 +225,7 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
     pub fn verify<'t>(&self, token: &'t [u8], clock: &impl Clock) -> Result<VerifiedToken<'t>> {
         let now_ms = clock.now_ms();
         let (claims, sig) = postcard::take_from_bytes::<Claims<'t>>(token).map_err(|_| Error::Decode)?;
-        match sig.len().cmp(&P256_SIGNATURE_LEN) {
-            core::cmp::Ordering::Less => return Err(Error::Truncated),
-            core::cmp::Ordering::Greater => return Err(Error::TrailingBytes),
-            core::cmp::Ordering::Equal => {}
-        }
+        crate::wire::exact_len(sig, P256_SIGNATURE_LEN)?;
         let body = token.get(..token.len().saturating_sub(P256_SIGNATURE_LEN)).ok_or(Error::Truncated)?;
         verify_signature::<P>(&self.issuer, &token_digest::<P>(body), sig)?;
         if claims.aud.as_bytes() != self.audience.as_bytes() {

@@ -21,7 +21,11 @@
 //! indexes out of bounds or overflows, for any input.
 
 use crate::error::{Error, Result};
-use crate::provider::{NONCE_LEN, TAG_LEN};
+
+/// Length of an AEAD nonce in bytes (96 bits), and of a header's nonce field.
+pub const NONCE_LEN: usize = 12;
+/// Length of an AEAD tag in bytes (128 bits).
+pub const TAG_LEN: usize = 16;
 
 /// The only protocol version this build speaks.
 pub const VERSION: u8 = 0x01;
@@ -280,6 +284,51 @@ pub const fn buffer_len(payload_len: usize) -> usize {
     payload_len.saturating_add(OVERHEAD)
 }
 
+/// Nonce for the counter strategy: IV XOR (0⁴ ‖ seq), as in TLS 1.3 §5.3
+/// (`SPEC.md` §3.1).
+#[inline]
+pub(crate) fn counter_nonce(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
+    let mut n = *iv;
+    let [_, _, _, _, tail @ ..] = &mut n;
+    for (t, s) in tail.iter_mut().zip(seq.to_be_bytes()) {
+        *t ^= s;
+    }
+    n
+}
+
+/// Checks that `bytes` is exactly `want` bytes long.
+///
+/// # Errors
+/// [`Error::Truncated`] if shorter, [`Error::TrailingBytes`] if longer.
+#[inline]
+pub(crate) const fn exact_len(bytes: &[u8], want: usize) -> Result<()> {
+    if bytes.len() < want {
+        Err(Error::Truncated)
+    } else if bytes.len() > want {
+        Err(Error::TrailingBytes)
+    } else {
+        Ok(())
+    }
+}
+
+/// Copies `payload` into `out` at `offset`, where an in-place seal expects it.
+///
+/// # Errors
+/// [`Error::PayloadTooLarge`] on overflow, [`Error::BufferTooSmall`].
+pub(crate) fn stage_at(offset: usize, payload: &[u8], out: &mut [u8]) -> Result<()> {
+    let end = offset.checked_add(payload.len()).ok_or(Error::PayloadTooLarge)?;
+    out.get_mut(offset..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(payload);
+    Ok(())
+}
+
+/// Copies `payload` into `out` at the frame payload offset ([`HEADER_LEN`]).
+///
+/// # Errors
+/// As [`stage_at`].
+pub(crate) fn stage(payload: &[u8], out: &mut [u8]) -> Result<()> {
+    stage_at(HEADER_LEN, payload, out)
+}
+
 /// A zero-copy view of a complete frame, checked on construction.
 ///
 /// After [`Frame::new_checked`] succeeds, the buffer is exactly one frame:
@@ -304,12 +353,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
         let header_bytes: &[u8; HEADER_LEN] =
             bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(Error::Truncated)?;
         let header = Header::parse(header_bytes)?;
-        let want = header.frame_len();
-        match bytes.len().cmp(&want) {
-            core::cmp::Ordering::Less => Err(Error::Truncated),
-            core::cmp::Ordering::Greater => Err(Error::TrailingBytes),
-            core::cmp::Ordering::Equal => Ok(Self { buf, header }),
-        }
+        exact_len(bytes, header.frame_len())?;
+        Ok(Self { buf, header })
     }
 
     /// The parsed header.
@@ -394,6 +439,13 @@ mod tests {
         let mut b = good;
         b[32] = 0x7f;
         assert_eq!(Header::parse(&b), Err(Error::PayloadTooLarge));
+    }
+
+    #[test]
+    fn counter_nonce_xors_the_tail() {
+        let iv = [0xffu8; 12];
+        let n = counter_nonce(&iv, 0x0102_0304_0506_0708);
+        assert_eq!(n, [0xff, 0xff, 0xff, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8, 0xf7]);
     }
 
     #[test]
