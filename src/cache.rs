@@ -16,10 +16,8 @@ use crate::provider::{CryptoProvider, RustCrypto};
 use crate::wire::{NONCE_LEN};
 use crate::replay::{Commit, Freshness, NonceRing, TimeFloor};
 use crate::secret::Secret;
-use crate::snapshot::{Kind, SnapshotKey};
+use crate::replay::snapshot::{Kind, SnapshotKey};
 
-/// Domain label of the ring hash key derivation.
-const HASH_KEY_LABEL: &[u8] = b"oncewire/1 replay cache hash key";
 
 /// What a cache holds; bound into its snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +57,6 @@ impl<P: CryptoProvider, const N: usize> core::fmt::Debug for ReplayCache<P, N> {
     }
 }
 
-fn hash_key<P: CryptoProvider>(state_key: &Secret<32>) -> [u8; 16] {
-    let full = Secret::new(P::hmac_sha256(state_key.expose(), &[HASH_KEY_LABEL]));
-    let mut out = [0u8; 16];
-    out.copy_from_slice(full.expose().get(..16).unwrap_or(&[0u8; 16]));
-    out
-}
-
 impl<P: CryptoProvider, const N: usize> ReplayCache<P, N> {
     /// An empty cache. `state_key` is a server secret (32 random bytes)
     /// kept with the cache's snapshots; `freshness` bounds the age and
@@ -73,7 +64,7 @@ impl<P: CryptoProvider, const N: usize> ReplayCache<P, N> {
     pub fn new(purpose: Purpose, state_key: &Secret<32>, freshness: Freshness) -> Self {
         Self {
             purpose,
-            ring: NonceRing::new(freshness, hash_key::<P>(state_key)),
+            ring: NonceRing::new(freshness, crate::keyschedule::replay_cache_hash_key::<P>(state_key)),
             snapshot_key: SnapshotKey::derive(state_key.expose()),
             audit: Audit::new(),
         }
@@ -110,7 +101,7 @@ impl<P: CryptoProvider, const N: usize> ReplayCache<P, N> {
             &[],
             trusted_epoch,
             freshness,
-            hash_key::<P>(state_key),
+            crate::keyschedule::replay_cache_hash_key::<P>(state_key),
         )?;
         Ok(Self { purpose, ring, snapshot_key, audit: Audit::new() })
     }
@@ -158,9 +149,3 @@ impl<P: CryptoProvider, const N: usize> ReplayCache<P, N> {
     }
 }
 
-/// The 96-bit id of a digest: its first 12 bytes.
-pub(crate) fn id_of(digest: &[u8; 32]) -> [u8; NONCE_LEN] {
-    let mut id = [0u8; NONCE_LEN];
-    id.copy_from_slice(digest.get(..NONCE_LEN).unwrap_or(&[0u8; NONCE_LEN]));
-    id
-}

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::provider::{CryptoProvider, RustCrypto, fill_random};
 use crate::replay::{Freshness, NonceRing, TimeFloor};
 use crate::secret::Secret;
-use crate::snapshot::{Kind, SnapshotKey};
+use crate::replay::snapshot::{Kind, SnapshotKey};
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
 use subtle::ConstantTimeEq;
@@ -35,8 +35,6 @@ pub const CHALLENGE_RANDOM_LEN: usize = 16;
 pub const CHALLENGE_LEN: usize = 8 + CHALLENGE_RANDOM_LEN + 16;
 /// Length of a request binding: challenge ‖ SHA-256(request).
 pub const BINDING_LEN: usize = CHALLENGE_LEN + 32;
-/// Domain label of the challenge MAC.
-pub const CHALLENGE_MAC_LABEL: &[u8] = b"oncewire/1 challenge";
 
 /// A challenge as sent to the client.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,7 +95,7 @@ pub fn bind<P: CryptoProvider>(challenge: &Challenge, request: &[u8]) -> [u8; BI
     let mut out = [0u8; BINDING_LEN];
     let (c, h) = out.split_at_mut(CHALLENGE_LEN);
     c.copy_from_slice(challenge.as_bytes());
-    h.copy_from_slice(&P::sha256(&[request]));
+    h.copy_from_slice(&crate::keyschedule::request_hash::<P>(request));
     out
 }
 
@@ -105,7 +103,7 @@ pub fn bind<P: CryptoProvider>(challenge: &Challenge, request: &[u8]) -> [u8; BI
 fn split_binding<P: CryptoProvider>(binding: &[u8], request: &[u8]) -> Result<(Challenge, subtle::Choice)> {
     let (c, h) = binding.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
     crate::wire::exact_len(h, 32)?;
-    let matches = P::sha256(&[request]).ct_eq(h);
+    let matches = crate::keyschedule::request_hash::<P>(request).ct_eq(h);
     Ok((Challenge::from_bytes(c)?, matches))
 }
 
@@ -202,7 +200,7 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
     }
 
     fn mac(&self, signed: &[u8]) -> [u8; 32] {
-        P::hmac_sha256(self.mac_key.expose(), &[CHALLENGE_MAC_LABEL, signed])
+        crate::keyschedule::challenge_mac::<P>(&self.mac_key, crate::keyschedule::labels::CHALLENGE, signed)
     }
 
     /// Issues a challenge expiring `ttl_ms` from now. Keeps no state.

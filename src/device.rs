@@ -29,10 +29,6 @@ pub const MAX_DEVICE_ID_LEN: usize = 32;
 /// Longest DER ECDSA P-256 signature: SEQUENCE of two 33-byte INTEGERs.
 pub const MAX_DER_SIGNATURE_LEN: usize = 72;
 
-/// Domain label of the handshake signature digest.
-pub const HANDSHAKE_SIGNATURE_LABEL: &[u8] = b"oncewire/1 device handshake signature";
-/// Domain label of the enrollment signature digest.
-pub const ENROLLMENT_LABEL: &[u8] = b"oncewire/1 device enrollment";
 
 /// A device identifier: 1 to 32 opaque bytes chosen at enrollment.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -472,21 +468,6 @@ impl EnrolledDevice {
     }
 }
 
-/// The digest a device signs to enroll:
-/// `SHA-256(label ‖ server key (65) ‖ challenge ‖ len(id) ‖ id ‖ device key (65))`.
-/// The server key names the server the enrollment is for, so an answer
-/// cannot be relayed to another server.
-pub fn enrollment_digest<P: CryptoProvider>(
-    server: &PublicKey,
-    challenge: &[u8; 32],
-    device: &DeviceId,
-    public: &PublicKey,
-) -> [u8; 32] {
-    let id = device.as_bytes();
-    let len = [u8::try_from(id.len()).unwrap_or(0)];
-    P::sha256(&[ENROLLMENT_LABEL, server.as_bytes(), challenge, &len, id, public.as_bytes()])
-}
-
 impl EnrollmentChallenge {
     /// Issues a fresh challenge valid for `ttl_ms`.
     ///
@@ -518,7 +499,7 @@ impl EnrollmentChallenge {
     ) -> Result<EnrollmentRequest> {
         let public_key = signer.public_key()?;
         let signature =
-            signer.sign_digest(&enrollment_digest::<P>(server, challenge, &device, &public_key))?.to_raw_low_s()?;
+            signer.sign_digest(&crate::keyschedule::enrollment_digest::<P>(server, challenge, device.as_bytes(), &public_key))?.to_raw_low_s()?;
         Ok(EnrollmentRequest { device, public_key, signature })
     }
 
@@ -539,7 +520,12 @@ impl EnrollmentChallenge {
         if clock.now_ms() > self.expires_at_ms {
             return Err(Error::Expired);
         }
-        let digest = enrollment_digest::<P>(server, &self.nonce, &request.device, &request.public_key);
+        let digest = crate::keyschedule::enrollment_digest::<P>(
+            server,
+            &self.nonce,
+            request.device.as_bytes(),
+            &request.public_key,
+        );
         verify_signature::<P>(&request.public_key, &digest, &request.signature)?;
         Ok(EnrolledDevice { device: request.device, public_key: request.public_key })
     }

@@ -27,21 +27,18 @@
 //! - server: [`ServerKey::accept`] → [`ServerAwaitFinish::finish`] → [`Session`].
 
 use crate::clock::Clock;
-use crate::device::{DeviceId, DeviceKeys, DeviceSigner, HANDSHAKE_SIGNATURE_LABEL};
+use crate::device::{DeviceId, DeviceKeys, DeviceSigner};
+use crate::keyschedule::{self, SessionKeys, labels};
 use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, PublicKey, RustCrypto, fill_random};
 use crate::wire::{NONCE_LEN, TAG_LEN};
-use crate::record::{CounterReceiver, CounterSender};
+use crate::record::CounterReceiver;
 use crate::secret::Secret;
-use crate::session::{Limits, Peer, Role, ServerAuthenticated, Session, SessionKeys};
+use crate::session::{Limits, Peer, Role, ServerAuthenticated, Session};
 use crate::wire::{Frame, FrameType, HEADER_LEN, Header, KEY_ID_LEN, NonceField};
 use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
 
-/// The Noise protocol name hashed into the initial state.
-pub const PROTOCOL_NAME: &[u8] = b"Noise_NK_P256_AESGCM_SHA256";
-/// The Noise prologue.
-pub const PROLOGUE: &[u8] = b"oncewire/1";
 /// Largest handshake message 1, in bytes.
 pub const INIT_LEN: usize = HEADER_LEN + 1 + 65 + 1 + TAG_LEN;
 /// Buffer size that fits any handshake message.
@@ -64,11 +61,11 @@ impl<P: CryptoProvider> Symmetric<P> {
     fn new(server_static: &PublicKey) -> Self {
         let mut h = [0u8; 32];
         // PROTOCOL_NAME is 27 bytes: Noise pads names up to 32 bytes with zeros.
-        for (d, s) in h.iter_mut().zip(PROTOCOL_NAME) {
+        for (d, s) in h.iter_mut().zip(labels::PROTOCOL_NAME) {
             *d = *s;
         }
         let mut st = Self { ck: Secret::new(h), h, k: None, n: 0, _p: core::marker::PhantomData };
-        st.mix_hash(PROLOGUE);
+        st.mix_hash(labels::PROLOGUE);
         st.mix_hash(server_static.as_bytes());
         st
     }
@@ -190,28 +187,6 @@ fn write_body<T: Serialize>(body: &T, out: &mut [u8]) -> Result<usize> {
     Ok(postcard::to_slice(body, dst).map_err(|_| Error::BufferTooSmall)?.len())
 }
 
-// ---------------------------------------------------------------------------
-// Key schedule
-// ---------------------------------------------------------------------------
-
-/// HKDF-Expand label prefix of every session secret.
-pub const LABEL_C2S: &[u8] = b"oncewire/1 c2s";
-/// Label of the server-to-client traffic secret.
-pub const LABEL_S2C: &[u8] = b"oncewire/1 s2c";
-/// Label of the session id.
-pub const LABEL_SESSION_ID: &[u8] = b"oncewire/1 session id";
-
-/// Derives the session secrets from the final Noise chaining key and hash.
-fn derive_session<P: CryptoProvider>(ck: &Secret<32>, h: &[u8; 32]) -> Result<SessionKeys> {
-    let mut c2s = Secret::<32>::zero();
-    let mut s2c = Secret::<32>::zero();
-    let mut session_id = [0u8; KEY_ID_LEN];
-    P::hkdf_expand(ck, &[LABEL_C2S, h], c2s.expose_mut())?;
-    P::hkdf_expand(ck, &[LABEL_S2C, h], s2c.expose_mut())?;
-    P::hkdf_expand(ck, &[LABEL_SESSION_ID, h], &mut session_id)?;
-    Ok(SessionKeys { session_id, c2s, s2c, handshake_hash: *h })
-}
-
 /// The client's clock offset (SPEC.md §7.3):
 /// `server_time − ⌊(t_send + t_receive) / 2⌋`, the sum taken without
 /// overflow (as u128) and the division rounding down, saturated to `i64`.
@@ -219,11 +194,6 @@ pub fn clock_offset(server_time_ms: u64, sent_ms: u64, received_ms: u64) -> i64 
     let mid = (u128::from(sent_ms).saturating_add(u128::from(received_ms)) / 2) as i128;
     let off = i128::from(server_time_ms).saturating_sub(mid);
     i64::try_from(off).unwrap_or(if off < 0 { i64::MIN } else { i64::MAX })
-}
-
-/// The digest the device signs in message 3: `SHA-256(label ‖ H)`.
-pub fn handshake_signature_digest<P: CryptoProvider>(handshake_hash: &[u8; 32]) -> [u8; 32] {
-    P::sha256(&[HANDSHAKE_SIGNATURE_LABEL, handshake_hash])
 }
 
 // ---------------------------------------------------------------------------
@@ -355,8 +325,8 @@ impl<P: CryptoProvider> ClientAwaitResponse<P> {
         let hello: ServerHello = decode_exact(pt.get(..n).ok_or(Error::Decode)?)?;
         let proof = ServerAuthenticated::new();
 
-        let keys = derive_session::<P>(&self.sym.ck, &self.sym.h)?;
-        let digest = handshake_signature_digest::<P>(&keys.handshake_hash);
+        let keys = keyschedule::session_keys::<P>(&self.sym.ck, &self.sym.h)?;
+        let digest = keyschedule::handshake_signature_digest::<P>(&keys.handshake_hash);
         let sig = signer.sign_digest(&digest).map_err(|_| Error::Signer)?.to_raw_low_s()?;
         let now = clock.now_ms();
         let mut session = Session::<P, W>::establish(
@@ -514,7 +484,7 @@ impl<P: CryptoProvider> ServerKey<P> {
         if written != body_len {
             return Err(Error::Encode);
         }
-        let keys = derive_session::<P>(&sym.ck, &sym.h)?;
+        let keys = keyschedule::session_keys::<P>(&sym.ck, &sym.h)?;
         let total = HEADER_LEN.checked_add(body_len).ok_or(Error::BufferTooSmall)?;
         Ok((ServerAwaitFinish { keys, limits, established_ms: now, _p: core::marker::PhantomData }, total))
     }
@@ -545,8 +515,8 @@ impl<P: CryptoProvider> ServerAwaitFinish<P> {
         if now > self.established_ms.saturating_add(self.limits.handshake_timeout_ms) {
             return Err(Error::Expired);
         }
-        let digest = handshake_signature_digest::<P>(&self.keys.handshake_hash);
-        let c2s = crate::session::traffic_keys::<P>(&self.keys.c2s)?;
+        let digest = keyschedule::handshake_signature_digest::<P>(&self.keys.handshake_hash);
+        let c2s = keyschedule::traffic_keys::<P>(&self.keys.c2s)?;
         let mut rx = CounterReceiver::<P, W>::new(&c2s.0, c2s.1, self.keys.session_id)?;
         let opened = rx.open_typed(FrameType::HandshakeFinish, &[], now, msg3)?;
         if opened.header.nonce != NonceField::Counter(0) {
@@ -560,11 +530,3 @@ impl<P: CryptoProvider> ServerAwaitFinish<P> {
     }
 }
 
-/// Builds a client's first-direction sender (used by the session).
-pub(crate) fn sender_for<P: CryptoProvider>(
-    secret: &Secret<32>,
-    session_id: [u8; KEY_ID_LEN],
-) -> Result<CounterSender<P>> {
-    let (key, iv) = crate::session::traffic_keys::<P>(secret)?;
-    CounterSender::new(&key, iv, session_id, 0)
-}

@@ -15,6 +15,7 @@ pub mod device;
 pub mod error;
 pub mod handshake;
 pub mod hpke;
+pub mod keyschedule;
 pub mod provider;
 pub mod record;
 pub mod replay;
@@ -22,7 +23,6 @@ pub mod request;
 pub mod rng;
 pub mod secret;
 pub mod session;
-pub mod snapshot;
 pub mod store;
 pub mod stream;
 #[cfg(feature = "std")]

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, RustCrypto, fill_random};
 use crate::replay::{Commit, CounterWindow, Freshness, NonceRing, TimeFloor, WindowState};
 use crate::secret::Secret;
-use crate::snapshot::{Kind, SnapshotKey};
+use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::store::CounterStore;
 use crate::wire::{
     Frame, FrameType, HEADER_LEN, Header, KEY_ID_LEN, MAX_PAYLOAD_LEN, NONCE_LEN, NonceField, TAG_LEN, buffer_len,
@@ -749,6 +749,113 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
                 Err(e)
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reboot-safe counter sender
+// ---------------------------------------------------------------------------
+
+/// Records a key that outlives the process may seal: 2^24, the AES-GCM
+/// confidentiality limit of RFC 9147 §4.5.3 for records of at most
+/// [`LONG_KEY_MAX_PAYLOAD`] bytes.
+pub const LONG_KEY_MAX_RECORDS: u64 = 1 << 24;
+
+/// A [`CounterSender`] whose sequence numbers survive reboots.
+///
+/// Usage limits: at most [`LONG_KEY_MAX_RECORDS`] sequence numbers (counted
+/// from 0 across every boot, since the sequence number itself persists) of
+/// at most [`LONG_KEY_MAX_PAYLOAD`] bytes each; then [`Error::KeyExhausted`].
+pub struct PersistentSender<S: CounterStore, P: CryptoProvider = RustCrypto> {
+    inner: CounterSender<P>,
+    store: S,
+    reserved_until: u64,
+    block: u64,
+}
+
+impl<S: CounterStore, P: CryptoProvider> core::fmt::Debug for PersistentSender<S, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PersistentSender")
+            .field("next_seq", &self.inner.next_seq())
+            .field("reserved_until", &self.reserved_until)
+            .field("block", &self.block)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: CounterStore, P: CryptoProvider> PersistentSender<S, P> {
+    /// Boots a sender: resumes at the stored bound (0 if none) and reserves
+    /// the first block before returning. `block` (at least 1) trades flash
+    /// writes against numbers skipped per reboot.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the store fails (nothing can be sealed until a
+    /// reservation is durable), [`Error::KeyExhausted`] if the counter space
+    /// is used up, [`Error::InvalidKey`].
+    pub fn boot(
+        key: &Secret<32>,
+        iv: Secret<NONCE_LEN>,
+        session_id: [u8; KEY_ID_LEN],
+        mut store: S,
+        block: u64,
+    ) -> Result<Self> {
+        let block = block.max(1);
+        let start = store.load()?.unwrap_or(0);
+        let reserved_until = start.checked_add(block).ok_or(Error::KeyExhausted)?;
+        if start >= LONG_KEY_MAX_RECORDS {
+            return Err(Error::KeyExhausted);
+        }
+        store.store(reserved_until)?;
+        let mut inner = CounterSender::new(key, iv, session_id, start)?;
+        inner.set_limit(LONG_KEY_MAX_RECORDS);
+        Ok(Self { inner, store, reserved_until, block })
+    }
+
+    /// The sequence number the next frame will carry.
+    pub const fn next_seq(&self) -> u64 {
+        self.inner.next_seq()
+    }
+
+    /// The durable bound: no number at or above it has been used.
+    pub const fn reserved_until(&self) -> u64 {
+        self.reserved_until
+    }
+
+    /// Seals like [`CounterSender::seal_in_place`], first extending the
+    /// reservation if the next number is not yet covered.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the reservation cannot be made durable (nothing
+    /// is sealed), [`Error::PayloadTooLarge`] above [`LONG_KEY_MAX_PAYLOAD`],
+    /// [`Error::KeyExhausted`] at [`LONG_KEY_MAX_RECORDS`], and the errors of
+    /// [`CounterSender::seal_in_place`].
+    pub fn seal_in_place(&mut self, clock: &impl Clock, buf: &mut [u8], payload_len: usize) -> Result<usize> {
+        if payload_len > LONG_KEY_MAX_PAYLOAD {
+            return Err(Error::PayloadTooLarge);
+        }
+        if self.inner.next_seq() >= LONG_KEY_MAX_RECORDS {
+            return Err(Error::KeyExhausted);
+        }
+        if self.inner.next_seq() >= self.reserved_until {
+            let bound = self.inner.next_seq().checked_add(self.block).ok_or(Error::KeyExhausted)?;
+            self.store.store(bound)?;
+            self.reserved_until = bound;
+        }
+        self.inner.seal_in_place(clock, buf, payload_len)
+    }
+
+    /// Copies `payload` into `out` and seals it there.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`].
+    pub fn seal(&mut self, clock: &impl Clock, payload: &[u8], out: &mut [u8]) -> Result<usize> {
+        crate::wire::stage(payload, out)?;
+        self.seal_in_place(clock, out, payload.len())
+    }
+
+    /// Gives back the store (for example, to shut down cleanly).
+    pub fn into_store(self) -> S {
+        self.store
     }
 }
 

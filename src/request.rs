@@ -42,7 +42,8 @@
 //! # Ok::<(), oncewire::Error>(())
 //! ```
 
-use crate::cache::{Purpose, ReplayCache, id_of};
+use crate::cache::{Purpose, ReplayCache};
+use crate::keyschedule::request_id;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hpke::{Aes256Gcm, ENC_LEN, HpkeAead, KeyPair, RecipientContext, SenderContext, TAG_LEN};
@@ -52,10 +53,7 @@ use crate::secret::Secret;
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
 
-/// Prefix of every request's HPKE `info`.
-pub const REQUEST_INFO_LABEL: &[u8] = b"oncewire/1 request";
-/// Domain label of a request's replay id.
-pub const REQUEST_ID_LABEL: &[u8] = b"oncewire/1 request id";
+use crate::keyschedule::labels::REQUEST_INFO as REQUEST_INFO_LABEL;
 /// Longest `app_info`.
 pub const MAX_APP_INFO: usize = 64;
 /// Longest `app_aad`.
@@ -83,11 +81,6 @@ fn aad_of(ts: u64, app_aad: &[u8], out: &mut [u8; 8 + MAX_APP_AAD]) -> Result<us
     t.copy_from_slice(&ts.to_be_bytes());
     rest.copy_from_slice(app_aad);
     Ok(total)
-}
-
-/// The replay id of a request: `SHA-256("oncewire/1 request id" ‖ enc)[..12]`.
-pub fn request_id<P: CryptoProvider>(enc: &[u8]) -> [u8; 12] {
-    id_of(&P::sha256(&[REQUEST_ID_LABEL, enc]))
 }
 
 /// Seals a request in place to `pk_r`: put the message at

@@ -22,16 +22,11 @@ use crate::error::{Error, Result};
 use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
 use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, Opened, gcm_blocks};
 use crate::replay::Freshness;
+use crate::keyschedule::{SessionKeys, next_secret, traffic_keys};
 use crate::secret::Secret;
-use crate::wire::{Frame, FrameType, KEY_ID_LEN, NONCE_LEN, stage};
+use crate::wire::{Frame, FrameType, KEY_ID_LEN, stage};
 use core::marker::PhantomData;
 
-/// Label of a direction's AEAD key, expanded from its traffic secret.
-pub const LABEL_KEY: &[u8] = b"oncewire/1 key";
-/// Label of a direction's IV.
-pub const LABEL_IV: &[u8] = b"oncewire/1 iv";
-/// Label of the next traffic secret at a key update.
-pub const LABEL_KEY_UPDATE: &[u8] = b"oncewire/1 key update";
 
 /// Usage and lifetime limits of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,27 +126,10 @@ impl From<ServerAuthenticated> for PeerProof {
     }
 }
 
-/// What the handshake hands to the session.
-pub(crate) struct SessionKeys {
-    pub(crate) session_id: [u8; KEY_ID_LEN],
-    pub(crate) c2s: Secret<32>,
-    pub(crate) s2c: Secret<32>,
-    pub(crate) handshake_hash: [u8; 32],
-}
-
-/// Expands a traffic secret into its AEAD key and IV.
-pub(crate) fn traffic_keys<P: CryptoProvider>(secret: &Secret<32>) -> Result<(Secret<32>, Secret<NONCE_LEN>)> {
-    let mut key = Secret::<32>::zero();
-    let mut iv = Secret::<NONCE_LEN>::zero();
-    P::hkdf_expand(secret, &[LABEL_KEY], key.expose_mut())?;
-    P::hkdf_expand(secret, &[LABEL_IV], iv.expose_mut())?;
-    Ok((key, iv))
-}
-
-fn next_secret<P: CryptoProvider>(secret: &Secret<32>) -> Result<Secret<32>> {
-    let mut next = Secret::<32>::zero();
-    P::hkdf_expand(secret, &[LABEL_KEY_UPDATE], next.expose_mut())?;
-    Ok(next)
+/// A direction's sender from its traffic secret, at sequence 0.
+fn sender_for<P: CryptoProvider>(secret: &Secret<32>, session_id: [u8; KEY_ID_LEN]) -> Result<CounterSender<P>> {
+    let (key, iv) = traffic_keys::<P>(secret)?;
+    CounterSender::new(&key, iv, session_id, 0)
 }
 
 /// What identifies a request within its session: the sending key
@@ -267,7 +245,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         now: u64,
         handshake_hash: [u8; 32],
     ) -> Result<Self> {
-        let mut tx = crate::handshake::sender_for::<P>(&tx_secret, session_id)?;
+        let mut tx = sender_for::<P>(&tx_secret, session_id)?;
         tx.set_limit(limits.max_records_per_key);
         tx.set_block_limit(limits.max_blocks_per_key);
         rx.set_max_failed(limits.max_failed_per_key);
@@ -531,7 +509,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         self.live(now)?;
         let generation = self.tx_generation.checked_add(1).ok_or(Error::KeyExhausted)?;
         let next = next_secret::<P>(&self.tx_secret)?;
-        let mut tx = crate::handshake::sender_for::<P>(&next, self.session_id)?;
+        let mut tx = sender_for::<P>(&next, self.session_id)?;
         tx.set_limit(self.limits.max_records_per_key);
         tx.set_block_limit(self.limits.max_blocks_per_key);
         let n = self.tx.seal_typed(FrameType::KeyUpdate, &[], now, out, 0)?;

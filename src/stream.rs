@@ -46,7 +46,7 @@ pub const MAX_CHUNK: usize = 1 << 24;
 pub const MAX_APP_INFO: usize = 64;
 
 const MAGIC: [u8; 4] = *b"OWS1";
-const LABEL: &[u8] = b"oncewire/1 stream";
+use crate::keyschedule::labels::STREAM_INFO as LABEL;
 const LAST: u32 = 1 << 31;
 /// Longest HPKE `info`: `LABEL ‖ header[..10] ‖ app_info`.
 const MAX_INFO: usize = LABEL.len() + 10 + MAX_APP_INFO;

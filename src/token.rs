@@ -20,7 +20,8 @@
 //! device key is worthless, and a captured (token, proof, request) is
 //! accepted once.
 
-use crate::cache::{ReplayCache, id_of};
+use crate::cache::ReplayCache;
+use crate::keyschedule::{id_of, proof_digest, request_hash, thumbprint, token_digest};
 use crate::clock::Clock;
 use crate::device::{DeviceSigner, verify_signature};
 use crate::error::{Error, Result};
@@ -30,12 +31,6 @@ use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-/// Domain label of the issuer's signature.
-pub const TOKEN_LABEL: &[u8] = b"oncewire/1 token";
-/// Domain label of the device's proof of possession.
-pub const PROOF_LABEL: &[u8] = b"oncewire/1 token proof";
-/// Domain label of the key thumbprint.
-pub const CNF_LABEL: &[u8] = b"oncewire/1 cnf";
 
 /// The claims of a token. Times are Unix milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,31 +53,14 @@ pub struct Claims<'a> {
     /// Token id.
     #[serde(borrow)]
     pub jti: &'a [u8],
-    /// Confirmation: [`thumbprint`] of the device key.
+    /// Confirmation: the thumbprint of the device key ([`TokenIssuer::cnf`]).
     pub cnf: [u8; 32],
-}
-
-/// `SHA-256("oncewire/1 cnf" ‖ uncompressed public key)`.
-pub fn thumbprint<P: CryptoProvider>(public: &PublicKey) -> [u8; 32] {
-    P::sha256(&[CNF_LABEL, public.as_bytes()])
-}
-
-fn token_digest<P: CryptoProvider>(claims: &[u8]) -> [u8; 32] {
-    P::sha256(&[TOKEN_LABEL, claims])
 }
 
 /// Length of a proof's unique id.
 pub const PROOF_JTI_LEN: usize = 16;
 /// Length of an encoded [`TokenProof`]: `iat (8) ‖ jti (16) ‖ signature (64)`.
 pub const PROOF_LEN: usize = 8 + PROOF_JTI_LEN + P256_SIGNATURE_LEN;
-
-/// The digest a device signs to use `token` on `request` (`SPEC.md` §13):
-/// `SHA-256(label ‖ SHA-256(token) ‖ SHA-256(request) ‖ iat (u64 BE) ‖ jti)`.
-pub fn proof_digest<P: CryptoProvider>(token: &[u8], request: &[u8], iat: u64, jti: &[u8; PROOF_JTI_LEN]) -> [u8; 32] {
-    let token_hash = P::sha256(&[token]);
-    let request_hash = P::sha256(&[request]);
-    P::sha256(&[PROOF_LABEL, &token_hash, &request_hash, &iat.to_be_bytes(), jti])
-}
 
 /// A proof of possession for one use of a token: when it was made, a unique
 /// id, and the device's raw low-S signature.
@@ -145,6 +123,12 @@ impl<P: CryptoProvider> TokenIssuer<P> {
         &self.public
     }
 
+    /// The `cnf` claim that binds a token to `device_key`:
+    /// `SHA-256("oncewire/1 cnf" ‖ uncompressed key)` (`SPEC.md` §13).
+    pub fn cnf(&self, device_key: &PublicKey) -> [u8; 32] {
+        thumbprint::<P>(device_key)
+    }
+
     /// Writes `claims ‖ signature` into `out` and returns its length.
     ///
     /// # Errors
@@ -174,7 +158,8 @@ pub fn prove<P: CryptoProvider, S: DeviceSigner, R: TryCryptoRng + ?Sized>(
     let mut jti = [0u8; PROOF_JTI_LEN];
     fill_random(rng, &mut jti)?;
     let iat = clock.now_ms();
-    let signature = signer.sign_digest(&proof_digest::<P>(token, request, iat, &jti))?.to_raw_low_s()?;
+    let signature =
+        signer.sign_digest(&proof_digest::<P>(token, &request_hash::<P>(request), iat, &jti))?.to_raw_low_s()?;
     Ok(TokenProof { iat, jti, signature })
 }
 
@@ -268,7 +253,7 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
             if !bool::from(thumbprint::<P>(device_key).ct_eq(&v.claims.cnf)) {
                 return Err(Error::KeyMismatch);
             }
-            let digest = proof_digest::<P>(token, request, proof.iat, &proof.jti);
+            let digest = proof_digest::<P>(token, &request_hash::<P>(request), proof.iat, &proof.jti);
             let id = id_of(&digest);
             cache.check(&id, proof.iat, now)?;
             verify_signature::<P>(device_key, &digest, &proof.signature)?;

@@ -19,10 +19,6 @@ use subtle::ConstantTimeEq;
 
 /// Length of a snapshot's tag (HMAC-SHA256, untruncated).
 pub const SNAPSHOT_TAG_LEN: usize = 32;
-/// Domain label of the snapshot MAC.
-pub(crate) const SNAPSHOT_MAC_LABEL: &[u8] = b"oncewire/1 snapshot";
-/// Domain label of the snapshot-key derivation.
-pub(crate) const SNAPSHOT_KEY_LABEL: &[u8] = b"oncewire/1 snapshot key";
 
 /// What a snapshot holds; bound into its tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +55,13 @@ impl<P: CryptoProvider> core::fmt::Debug for SnapshotKey<P> {
 impl<P: CryptoProvider> SnapshotKey<P> {
     /// Derives the snapshot key of a receiver from its secret.
     pub fn derive(secret: &[u8]) -> Self {
-        Self { key: Secret::new(P::hmac_sha256(secret, &[SNAPSHOT_KEY_LABEL])), _p: PhantomData }
+        Self { key: crate::keyschedule::snapshot_key::<P>(secret), _p: PhantomData }
     }
 
     fn tag(&self, kind: Kind, capacity: usize, context: &[u8], body: &[u8]) -> Result<[u8; SNAPSHOT_TAG_LEN]> {
         let cap = u32::try_from(capacity).map_err(|_| Error::Encode)?.to_be_bytes();
         let ctx_len = [u8::try_from(context.len()).map_err(|_| Error::Encode)?];
-        Ok(P::hmac_sha256(self.key.expose(), &[SNAPSHOT_MAC_LABEL, &[kind as u8], &cap, &ctx_len, context, body]))
+        Ok(crate::keyschedule::snapshot_tag::<P>(&self.key, &[&[kind as u8], &cap, &ctx_len, context], body))
     }
 
     /// Writes `postcard(epoch, state) ‖ tag` into `out`; returns its length.
