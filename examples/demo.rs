@@ -36,7 +36,7 @@ use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver}
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::session::{Limits, Peer, Received, RequestId, Session};
 use oncewire::table::SessionTable;
-use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove, thumbprint};
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
 use oncewire::wire::{Frame, FrameType, HEADER_LEN, buffer_len};
 use oncewire::{Clock, Error, RustCrypto, Secret};
 use serde::{Deserialize, Serialize};
@@ -322,7 +322,7 @@ impl Server {
                     }
                     Ok(AppRequest::GetToken { lifetime_ms }) => {
                         let now = clock.now_ms();
-                        let cnf = thumbprint::<RustCrypto>(&self.devices[&device]);
+                        let cnf = self.tokens.cnf(&self.devices[&device]);
                         let mut jti = [0u8; 16];
                         rng.try_fill_bytes(&mut jti).unwrap();
                         let claims = Claims {

@@ -34,7 +34,7 @@ use oncewire::device::{DeviceSigner, SoftwareSigner};
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing};
 use oncewire::rng::OsRng;
-use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove, thumbprint};
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
 use oncewire::wire::buffer_len;
 use oncewire::{CounterReceiver, CounterSender, RustCrypto, Secret};
 use std::cell::RefCell;
@@ -112,7 +112,7 @@ fn token_cnf(runner: &mut CtRunner, rng: &mut BenchRng) {
     let verifier = TokenVerifier::<RustCrypto>::new(*issuer.public_key(), "api.example", 5_000);
     let mut device = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
     let device_pk = device.public_key().unwrap();
-    let good = thumbprint::<RustCrypto>(&device_pk);
+    let good = issuer.cnf(&device_pk);
     let request = [3u8; 32];
     let clock = ManualClock::new(NOW);
     // Both classes fail at the cnf comparison, before the cache is touched.

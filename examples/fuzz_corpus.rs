@@ -24,7 +24,7 @@ use oncewire::provider::CryptoProvider;
 use oncewire::replay::{Freshness, NonceRing};
 use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD};
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamSealer, chunk_buffer_len};
-use oncewire::token::{Claims, TokenIssuer, prove, thumbprint};
+use oncewire::token::{Claims, TokenIssuer, prove};
 use oncewire::wire::buffer_len;
 use oncewire::{CounterSender, OneShotSender, RustCrypto, Secret};
 use std::path::Path;
@@ -108,7 +108,7 @@ fn main() {
         nbf: NOW,
         exp: NOW + 60_000,
         jti: &[1; 16],
-        cnf: thumbprint::<RustCrypto>(&device_public()),
+        cnf: issuer.cnf(&device_public()),
     };
     let mut t = [0u8; 256];
     let n = issuer.issue(&claims, &mut t).unwrap();

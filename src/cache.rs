@@ -13,11 +13,10 @@
 use crate::audit::Audit;
 use crate::error::{Error, Result};
 use crate::provider::{CryptoProvider, RustCrypto};
-use crate::wire::{NONCE_LEN};
+use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::replay::{Commit, Freshness, NonceRing, TimeFloor};
 use crate::secret::Secret;
-use crate::replay::snapshot::{Kind, SnapshotKey};
-
+use crate::wire::NONCE_LEN;
 
 /// What a cache holds; bound into its snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,4 +147,3 @@ impl<P: CryptoProvider, const N: usize> ReplayCache<P, N> {
         self.audit.accept();
     }
 }
-

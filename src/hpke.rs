@@ -33,8 +33,8 @@
 use crate::RustCrypto;
 use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, P256_PUBLIC_LEN, PublicKey};
-use crate::wire::{NONCE_LEN};
 use crate::secret::Secret;
+use crate::wire::NONCE_LEN;
 use rand_core::TryCryptoRng;
 
 /// Length of the encapsulated key `enc` (an uncompressed P-256 point).

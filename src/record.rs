@@ -23,9 +23,9 @@ use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, RustCrypto, fill_random};
+use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::replay::{Commit, CounterWindow, Freshness, NonceRing, TimeFloor, WindowState};
 use crate::secret::Secret;
-use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::store::CounterStore;
 use crate::wire::{
     Frame, FrameType, HEADER_LEN, Header, KEY_ID_LEN, MAX_PAYLOAD_LEN, NONCE_LEN, NonceField, TAG_LEN, buffer_len,
@@ -36,7 +36,7 @@ use crate::wire::{
 pub const RANDOM_NONCE_MAX_INVOCATIONS: u64 = 1 << 32;
 
 /// The largest payload sealed under a long-lived key ([`OneShotSender`],
-/// [`crate::store::PersistentSender`]): 2^14 bytes, the record size the
+/// [`PersistentSender`]): 2^14 bytes, the record size the
 /// AES-GCM usage limits of RFC 9147 §4.5.3 assume. Their usage counts are
 /// persisted as record counts, so capping the record size bounds the number
 /// of AES blocks under the key as well.

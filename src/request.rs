@@ -43,10 +43,10 @@
 //! ```
 
 use crate::cache::{Purpose, ReplayCache};
-use crate::keyschedule::request_id;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hpke::{Aes256Gcm, ENC_LEN, HpkeAead, KeyPair, RecipientContext, SenderContext, TAG_LEN};
+use crate::keyschedule::request_id;
 use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
 use crate::replay::{Freshness, TimeFloor};
 use crate::secret::Secret;

@@ -19,14 +19,13 @@ use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceVerified};
 use crate::error::{Error, Result};
+use crate::keyschedule::{SessionKeys, next_secret, traffic_keys};
 use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
 use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, Opened, gcm_blocks};
 use crate::replay::Freshness;
-use crate::keyschedule::{SessionKeys, next_secret, traffic_keys};
 use crate::secret::Secret;
 use crate::wire::{Frame, FrameType, KEY_ID_LEN, stage};
 use core::marker::PhantomData;
-
 
 /// Usage and lifetime limits of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -535,5 +534,3 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         Ok(())
     }
 }
-
-

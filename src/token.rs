@@ -21,16 +21,15 @@
 //! accepted once.
 
 use crate::cache::ReplayCache;
-use crate::keyschedule::{id_of, proof_digest, request_hash, thumbprint, token_digest};
 use crate::clock::Clock;
 use crate::device::{DeviceSigner, verify_signature};
 use crate::error::{Error, Result};
+use crate::keyschedule::{id_of, proof_digest, request_hash, thumbprint, token_digest};
 use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto, fill_random};
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-
 
 /// The claims of a token. Times are Unix milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +70,7 @@ pub struct TokenProof {
     pub iat: u64,
     /// 128 random bits.
     pub jti: [u8; PROOF_JTI_LEN],
-    /// Raw low-S signature over [`proof_digest`].
+    /// Raw low-S signature over the proof digest (`SPEC.md` §13).
     pub signature: [u8; P256_SIGNATURE_LEN],
 }
 

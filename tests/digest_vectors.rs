@@ -18,14 +18,15 @@
 )]
 
 use oncewire::clock::ManualClock;
-use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner, enrollment_digest};
+use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner};
 use oncewire::handshake::clock_offset;
 use oncewire::hpke::{Aes256Gcm, KeyPair};
+use oncewire::keyschedule::labels;
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::replay::Freshness;
-use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver, request_id};
+use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
 use oncewire::rng::{TryCryptoRng, TryRng};
-use oncewire::token::{Claims, TokenIssuer, TokenProof, proof_digest, thumbprint};
+use oncewire::token::{Claims, TokenIssuer, TokenProof};
 use oncewire::{RustCrypto, Secret};
 use serde_json::{Value, json};
 
@@ -65,12 +66,23 @@ fn generate() -> Value {
     // Enrollment (§8.3).
     let challenge = [0xc7u8; 32];
     let enroll = EnrollmentChallenge::answer::<RustCrypto, _>(&server_pk, &challenge, device_id, &mut device).unwrap();
-    let enroll_digest = enrollment_digest::<RustCrypto>(&server_pk, &challenge, &device_id, &device_pk);
+    // The digests are computed here from SPEC.md, independently of the crate.
+    let sha = |parts: &[&[u8]]| RustCrypto::sha256(parts);
+    let enroll_digest = sha(&[
+        labels::ENROLLMENT,
+        server_pk.as_bytes(),
+        &challenge,
+        &[device_id.as_bytes().len() as u8],
+        device_id.as_bytes(),
+        device_pk.as_bytes(),
+    ]);
+    assert!(oncewire::device::verify_signature::<RustCrypto>(&device_pk, &enroll_digest, &enroll.signature).is_ok());
 
     // Token (§13).
     let issuer_key = RustCrypto::signing_key_from_bytes(&Secret::new(scalar(0x66))).unwrap();
     let issuer = TokenIssuer::<RustCrypto>::new(issuer_key);
-    let cnf = thumbprint::<RustCrypto>(&device_pk);
+    let cnf = sha(&[labels::CNF, device_pk.as_bytes()]);
+    assert_eq!(issuer.cnf(&device_pk), cnf);
     let jti = [0x0au8; 16];
     let claims = Claims {
         iss: "https://auth.example",
@@ -86,7 +98,7 @@ fn generate() -> Value {
     let n = issuer.issue(&claims, &mut buf).unwrap();
     let token = buf[..n].to_vec();
     let claims_len = n - 64;
-    let token_digest = RustCrypto::sha256(&[b"oncewire/1 token", &token[..claims_len]]);
+    let token_digest = sha(&[labels::TOKEN, &token[..claims_len]]);
 
     // Token proof (§13).
     let request_bytes = b"POST /unlock";
@@ -101,7 +113,9 @@ fn generate() -> Value {
     )
     .unwrap();
     assert_eq!(proof.jti, proof_jti);
-    let p_digest = proof_digest::<RustCrypto>(&token, request_bytes, proof_iat, &proof_jti);
+    let p_digest =
+        sha(&[labels::TOKEN_PROOF, &sha(&[&token]), &sha(&[request_bytes]), &proof_iat.to_be_bytes(), &proof_jti]);
+    assert!(oncewire::device::verify_signature::<RustCrypto>(&device_pk, &p_digest, &proof.signature).is_ok());
 
     // One-shot request (§11.3): a fixed ephemeral key through the normal API.
     let eph = scalar(0x77);
@@ -190,7 +204,7 @@ fn generate() -> Value {
             "aad": hex::encode([(NOW + 2_000).to_be_bytes().as_slice(), app_aad].concat()),
             "message": hex::encode(msg),
             "request": hex::encode(&req),
-            "replay_id": hex::encode(request_id::<RustCrypto>(&req[..65])),
+            "replay_id": hex::encode(&sha(&[labels::REQUEST_ID, &req[..65]])[..12]),
         },
     })
 }

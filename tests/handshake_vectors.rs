@@ -21,8 +21,9 @@
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
+use oncewire::keyschedule::labels::{IV as LABEL_IV, KEY as LABEL_KEY};
 use oncewire::provider::CryptoProvider;
-use oncewire::session::{LABEL_IV, LABEL_KEY, Limits, Received};
+use oncewire::session::{Limits, Received};
 use oncewire::wire::buffer_len;
 use oncewire::{RustCrypto, Secret};
 use serde_json::{Value, json};

@@ -24,14 +24,15 @@ use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey, clock_o
 use oncewire::hpke::{Aes256Gcm, ENC_LEN, KeyPair};
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::record::LONG_KEY_MAX_PAYLOAD;
+use oncewire::record::PersistentSender;
+use oncewire::replay::SnapshotKey;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing, TimeFloor, TimeMark};
 use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
 use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Received, RequestId, Session};
-use oncewire::snapshot::SnapshotKey;
-use oncewire::store::{PersistentSender, VolatileStore};
+use oncewire::store::VolatileStore;
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamOpener, StreamSealer, chunk_buffer_len};
-use oncewire::token::{Claims, PROOF_LEN, TokenIssuer, TokenVerifier, prove, thumbprint};
+use oncewire::token::{Claims, PROOF_LEN, TokenIssuer, TokenVerifier, prove};
 use oncewire::wire::buffer_len;
 use oncewire::{Clock, CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, RustCrypto, Secret};
 use proptest::prelude::*;
@@ -521,7 +522,7 @@ fn token_world() -> TokenWorld {
         nbf: NOW,
         exp: NOW + 3_600_000,
         jti: &[7; 16],
-        cnf: thumbprint::<RustCrypto>(&device_pk),
+        cnf: issuer.cnf(&device_pk),
     };
     let mut buf = [0u8; 512];
     let n = issuer.issue(&claims, &mut buf).unwrap();

@@ -11,7 +11,8 @@
 )]
 
 use oncewire::clock::ManualClock;
-use oncewire::store::{CounterStore, PersistentSender};
+use oncewire::record::PersistentSender;
+use oncewire::store::CounterStore;
 use oncewire::wire::{Frame, NonceField, buffer_len};
 use oncewire::{Error, RustCrypto, Secret};
 use std::collections::HashSet;

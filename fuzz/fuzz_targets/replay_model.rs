@@ -11,7 +11,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing};
-use oncewire::snapshot::SnapshotKey;
+use oncewire::replay::SnapshotKey;
 use oncewire::{Error, RustCrypto};
 use std::collections::{HashSet, VecDeque};
 

@@ -20,7 +20,7 @@ use crate::store::CounterStore;
 ///
 /// The mark moves with the receiver's clock only, never with input, so
 /// forged frames cannot raise it. A clock that jumps forward raises it, and
-/// after a restart fresh frames are refused as [`Error::Stale`] until the
+/// after a restart fresh frames are refused as [`crate::Error::Stale`] until the
 /// clock passes it: this fails closed.
 #[derive(Debug)]
 pub struct TimeMark<S: CounterStore> {
@@ -35,7 +35,7 @@ impl<S: CounterStore> TimeMark<S> {
     /// next bound before returning.
     ///
     /// # Errors
-    /// [`Error::Storage`] if the store fails: nothing may be accepted until
+    /// [`crate::Error::Storage`] if the store fails: nothing may be accepted until
     /// the reservation is durable.
     pub fn boot(mut store: S, clock: &impl Clock, freshness: &Freshness, ahead_ms: u64) -> Result<(Self, TimeFloor)> {
         let skew_ms = freshness.max_future_skew_ms;
@@ -50,7 +50,7 @@ impl<S: CounterStore> TimeMark<S> {
     /// the durable bound if it does not cover `now + max_future_skew_ms`.
     ///
     /// # Errors
-    /// [`Error::Storage`]: accept nothing (the frame is not consumed; the
+    /// [`crate::Error::Storage`]: accept nothing (the frame is not consumed; the
     /// sender may retry).
     pub fn cover(&mut self, clock: &impl Clock) -> Result<()> {
         let need = clock.now_ms().saturating_add(self.skew_ms);

@@ -23,7 +23,7 @@ impl Entry {
 }
 
 /// A fixed-capacity record of recently accepted random nonces, with a
-/// freshness window and a floor (see the [module docs](self) for the
+/// freshness window and a floor (see the [module docs](super) for the
 /// full-ring policy).
 ///
 /// Lookup is O(1) expected: a chained hash table with `N` buckets over an
@@ -117,7 +117,7 @@ impl<const N: usize> NonceRing<N> {
     /// An empty ring for a receiver that restarted without a valid snapshot:
     /// its floor is `now + max_future_skew_ms`. Sound only if the clock at
     /// boot is not behind the clock before the restart; otherwise start
-    /// from the floor [`TimeMark::boot`] returns, with [`Self::with_floor`].
+    /// from the floor [`super::TimeMark::boot`] returns, with [`Self::with_floor`].
     pub const fn after_restart(freshness: Freshness, hash_key: [u8; 16], now: u64) -> Self {
         Self::new(freshness, hash_key).with_floor(TimeFloor::after_restart(now, &freshness))
     }
@@ -195,8 +195,8 @@ impl<const N: usize> NonceRing<N> {
     /// Would a frame with this nonce and timestamp be accepted at `now`? Pure.
     ///
     /// # Errors
-    /// [`Error::Stale`] (too old, or at or below the floor),
-    /// [`Error::FromFuture`], or [`Error::Replay`].
+    /// [`crate::Error::Stale`] (too old, or at or below the floor),
+    /// [`crate::Error::FromFuture`], or [`crate::Error::Replay`].
     #[inline]
     pub fn check(&self, nonce: &[u8; NONCE_LEN], ts: u64, now: u64) -> Result<()> {
         self.floor.check(ts)?;
@@ -278,7 +278,7 @@ impl<const N: usize> NonceRing<N> {
     /// `epoch`, into `out`. Returns its length.
     ///
     /// # Errors
-    /// [`Error::Encode`] if `out` is too small.
+    /// [`crate::Error::Encode`] if `out` is too small.
     pub fn snapshot<P: CryptoProvider>(
         &self,
         key: &SnapshotKey<P>,
@@ -305,10 +305,10 @@ impl<const N: usize> NonceRing<N> {
     /// `trusted_epoch`.
     ///
     /// # Errors
-    /// [`Error::Truncated`], [`Error::Authentication`] (a forged, relabelled
-    /// or foreign snapshot), [`Error::Rollback`] (another epoch),
-    /// [`Error::Decode`] (more than `N` entries, duplicates),
-    /// [`Error::TrailingBytes`].
+    /// [`crate::Error::Truncated`], [`crate::Error::Authentication`] (a forged, relabelled
+    /// or foreign snapshot), [`crate::Error::Rollback`] (another epoch),
+    /// [`crate::Error::Decode`] (more than `N` entries, duplicates),
+    /// [`crate::Error::TrailingBytes`].
     pub fn restore<P: CryptoProvider>(
         bytes: &[u8],
         key: &SnapshotKey<P>,

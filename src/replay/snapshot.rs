@@ -6,7 +6,7 @@
 //! the snapshot to the kind of structure, its capacity, the key or session it
 //! belongs to (the context) and the epoch, so a relabelled epoch, a snapshot
 //! of another session or key, or a crafted snapshot is refused with
-//! [`Error::Authentication`] before any of it is decoded.
+//! [`crate::Error::Authentication`] before any of it is decoded.
 //!
 //! Restore checks, in order: length (`Truncated`), tag (`Authentication`),
 //! epoch (`Rollback`), state (`Decode`, `TrailingBytes`).

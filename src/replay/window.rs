@@ -63,7 +63,7 @@ impl<const WORDS: usize> CounterWindow<WORDS> {
     /// Would `seq` be accepted? Pure: changes nothing.
     ///
     /// # Errors
-    /// [`Error::Stale`] if `seq` is below the window, [`Error::Replay`] if it
+    /// [`crate::Error::Stale`] if `seq` is below the window, [`crate::Error::Replay`] if it
     /// was already committed.
     #[inline]
     pub fn check(&self, seq: u64) -> Result<()> {
