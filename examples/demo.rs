@@ -38,7 +38,7 @@ use oncewire::session::{Limits, Peer, Received, RequestId, Session};
 use oncewire::table::SessionTable;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
 use oncewire::wire::{Frame, FrameType, HEADER_LEN, buffer_len};
-use oncewire::{Clock, Error, RustCrypto, Secret};
+use oncewire::{Clock, Error, Expiry, RustCrypto, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -215,7 +215,7 @@ impl Server {
                             public_key: PublicKey::from_sec1_uncompressed(a.public_key)?,
                             signature: a.signature.try_into().map_err(|_| Error::Authentication)?,
                         };
-                        let challenge = enrollment.take().ok_or(Error::Expired)?;
+                        let challenge = enrollment.take().ok_or(Error::Expired(Expiry::Enrollment))?;
                         let d = challenge.verify::<RustCrypto>(self.key.public_key(), &request, &clock)?;
                         // Re-enrollment is a policy: this server never lets a
                         // new key take over an enrolled id.
@@ -314,7 +314,7 @@ impl Server {
                                 AppResponse::Rejected(match e {
                                     Error::Replay => "Replay",
                                     Error::RequestMismatch => "RequestMismatch",
-                                    Error::Expired => "Expired",
+                                    Error::Expired(_) => "Expired",
                                     _ => "Authentication",
                                 })
                             }
@@ -544,7 +544,7 @@ fn run_client(addr: &str) -> u32 {
     std::thread::sleep(std::time::Duration::from_millis(20));
     let proof = prove::<RustCrypto, _, _>(&mut signer, &mut rng, &server_clock, &short, request).unwrap().to_bytes();
     let verdict = use_token(&mut c.stream, &short, &device_pk, &proof, request);
-    t.ok("use an expired token", verdict == "Error::Expired", &verdict);
+    t.ok("use an expired token", verdict == "Error::Expired(Token)", &verdict);
 
     let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
     let thief_proof =

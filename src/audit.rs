@@ -50,10 +50,10 @@ impl Audit {
     pub fn record(&mut self, e: Error) {
         let c = match e {
             Error::Replay => &mut self.replay_rejected,
-            Error::Stale | Error::Expired => &mut self.stale,
+            Error::Stale | Error::Expired(_) => &mut self.stale,
             Error::FromFuture => &mut self.from_future,
             Error::Authentication => &mut self.auth_failed,
-            Error::UnknownKey | Error::UnexpectedFrame => &mut self.misdirected,
+            Error::UnknownSession | Error::UnknownDevice | Error::UnexpectedFrame => &mut self.misdirected,
             Error::NotYetValid => &mut self.from_future,
             Error::WrongAudience | Error::KeyMismatch | Error::RequestMismatch => &mut self.auth_failed,
             Error::Truncated

@@ -20,7 +20,7 @@
 
 use crate::audit::Audit;
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Expiry, Result};
 use crate::provider::{CryptoProvider, RustCrypto, fill_random};
 use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::replay::{Freshness, NonceRing, TimeFloor};
@@ -230,7 +230,7 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
             Ok(()) => Ok(()),
             Err(Error::Replay) => Err(Error::Replay),
             // Past its expiry, or at or below the used set's floor.
-            Err(_) => Err(Error::Expired),
+            Err(_) => Err(Error::Expired(Expiry::Challenge)),
         }
     }
 
@@ -392,7 +392,7 @@ impl<const N: usize> ChallengeTable<N> {
             let i = self.find(&c).ok_or(Error::Replay)?;
             let issued = self.slots.get(i).copied().flatten().ok_or(Error::Replay)?;
             if now > issued.expires_at_ms || c.expires_at_ms() != issued.expires_at_ms {
-                return Err(Error::Expired);
+                return Err(Error::Expired(Expiry::Challenge));
             }
             if !bool::from(matches) {
                 return Err(Error::RequestMismatch);
@@ -462,7 +462,7 @@ mod tests {
         assert_eq!(s.verify_bound(&clock, &forged, b"POST /pay 10"), Err(Error::Authentication));
         let c2 = s.issue(&mut rng, &clock).unwrap();
         clock.advance(1_001);
-        assert_eq!(s.verify(&clock, &c2), Err(Error::Expired));
+        assert_eq!(s.verify(&clock, &c2), Err(Error::Expired(Expiry::Challenge)));
         assert_eq!(s.verify_bound(&clock, &b[..10], b""), Err(Error::Truncated));
     }
 

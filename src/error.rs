@@ -1,4 +1,5 @@
-//! The crate-level error type.
+//! The crate-level error type, who caused it ([`Error::origin`]) and what
+//! the peer should do next ([`Error::peer_action`]).
 
 use core::fmt;
 
@@ -12,6 +13,17 @@ use core::fmt;
 ///
 /// Input that produces any of these errors changes no protocol state: replay
 /// windows, counters and keys are exactly as they were before the call.
+///
+/// A server tells the peer only [`Error::peer_action`] (with an opaque
+/// status), never the variant: the variant is for logs and metrics.
+///
+/// ```
+/// use oncewire::{Error, Expiry, Origin, PeerAction};
+/// assert_eq!(Error::Expired(Expiry::Token).peer_action(), PeerAction::RefreshToken);
+/// assert_eq!(Error::UnknownSession.peer_action(), PeerAction::Rehandshake);
+/// assert_eq!(Error::Authentication.origin(), Origin::Peer);
+/// assert_eq!(Error::Authentication.peer_action(), PeerAction::Drop);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -30,8 +42,11 @@ pub enum Error {
     /// Peer: the frame is well formed but not what this receiver accepts here
     /// (another frame type or nonce strategy).
     UnexpectedFrame,
-    /// Peer: the key or session id in the header is not the one this receiver holds.
-    UnknownKey,
+    /// Peer: the session id (or one-shot key id) in the header is not one
+    /// this receiver holds: the session ended, expired, or never existed.
+    UnknownSession,
+    /// Peer: the device is not enrolled here.
+    UnknownDevice,
     /// Peer: authentication failed (AEAD tag, signature or MAC). Deliberately opaque.
     Authentication,
     /// Peer: this frame (sequence number or nonce) was already accepted.
@@ -61,8 +76,9 @@ pub enum Error {
     /// Caller: the device id is already enrolled with another key, and the
     /// re-enrollment policy refuses to replace it.
     AlreadyEnrolled,
-    /// Caller or peer: the session, token or challenge has expired.
-    Expired,
+    /// Peer or caller: something with a lifetime ran out; which one says
+    /// what to do next.
+    Expired(Expiry),
     /// Peer: the token's `nbf` is still in the future (beyond the leeway).
     NotYetValid,
     /// Peer: the token was issued for another audience.
@@ -81,8 +97,125 @@ pub enum Error {
     Rng,
     /// Platform: persistent storage (a `CounterStore`) failed.
     Storage,
-    /// Platform: the device signer (secure hardware) failed.
+    /// Platform: the device signer (secure hardware) failed, or returned a
+    /// signature that is not a valid P-256 signature.
     Signer,
+    /// Caller: the API was used in a way its documentation rules out (a bug
+    /// in the calling code, never something a peer can cause): a session id
+    /// registered twice, an internal bound exceeded.
+    Misuse,
+}
+
+/// What ran out, for [`Error::Expired`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Expiry {
+    /// The session's lifetime: run a new handshake.
+    Session,
+    /// The wait for handshake message 3: run a new handshake.
+    Handshake,
+    /// The token's `exp`: get a new token.
+    Token,
+    /// A request challenge's expiry (or it fell below the used set's floor):
+    /// get a new challenge and send the request again.
+    Challenge,
+    /// An enrollment challenge's expiry: enroll again.
+    Enrollment,
+}
+
+/// Who caused an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Origin {
+    /// The peer's input: malformed, forged, stale, replayed, or for something
+    /// that expired or does not exist.
+    Peer,
+    /// The calling code: a buffer too small, a key used up, a bug.
+    Caller,
+    /// The platform: the RNG, storage or the device signer.
+    Platform,
+}
+
+/// What the peer should do after this error: what a server sends back (as a
+/// machine-readable next action with an opaque status), in the way rustls
+/// maps an error to the alert it sends. It never says why authentication failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum PeerAction {
+    /// Nothing will make this input acceptable: drop it (a forgery, a replay,
+    /// garbage). A genuine client that retries seals its request afresh.
+    Drop,
+    /// Run a new handshake: the session is gone, expired, dead at its
+    /// integrity limit, or the clocks drifted (a new handshake measures the
+    /// clock offset again).
+    Rehandshake,
+    /// Enroll the device (again).
+    Reenroll,
+    /// Get a new token (and make a new proof).
+    RefreshToken,
+    /// The failure is on this side (capacity, storage, a bug) or needs a
+    /// fresh challenge: try again later.
+    RetryLater,
+}
+
+impl Error {
+    /// Who caused the error.
+    pub const fn origin(&self) -> Origin {
+        match self {
+            Error::BufferTooSmall
+            | Error::CapacityExceeded
+            | Error::KeyExhausted
+            | Error::Rollback
+            | Error::Encode
+            | Error::AlreadyEnrolled
+            | Error::Misuse => Origin::Caller,
+            Error::Rng | Error::Storage | Error::Signer => Origin::Platform,
+            Error::Truncated
+            | Error::TrailingBytes
+            | Error::UnsupportedVersion(_)
+            | Error::UnknownFrameType(_)
+            | Error::Malformed
+            | Error::UnexpectedFrame
+            | Error::UnknownSession
+            | Error::UnknownDevice
+            | Error::Authentication
+            | Error::Replay
+            | Error::Stale
+            | Error::FromFuture
+            | Error::Decode
+            | Error::PayloadTooLarge
+            | Error::IntegrityLimit
+            | Error::Expired(_)
+            | Error::NotYetValid
+            | Error::WrongAudience
+            | Error::KeyMismatch
+            | Error::RequestMismatch
+            | Error::InvalidKey => Origin::Peer,
+        }
+    }
+
+    /// What the peer should do next (see [`PeerAction`]).
+    pub const fn peer_action(&self) -> PeerAction {
+        match self {
+            Error::UnknownSession
+            | Error::IntegrityLimit
+            | Error::Stale
+            | Error::FromFuture
+            | Error::Expired(Expiry::Session | Expiry::Handshake) => PeerAction::Rehandshake,
+            Error::UnknownDevice | Error::Expired(Expiry::Enrollment) => PeerAction::Reenroll,
+            Error::Expired(Expiry::Token) | Error::NotYetValid | Error::WrongAudience | Error::KeyMismatch => {
+                PeerAction::RefreshToken
+            }
+            Error::Expired(Expiry::Challenge) => PeerAction::RetryLater,
+            Error::AlreadyEnrolled => PeerAction::Drop,
+            _ => match self.origin() {
+                Origin::Peer => PeerAction::Drop,
+                Origin::Caller | Origin::Platform => PeerAction::RetryLater,
+            },
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -94,7 +227,8 @@ impl fmt::Display for Error {
             Error::UnknownFrameType(t) => write!(f, "unknown frame type {t:#04x}"),
             Error::Malformed => f.write_str("malformed header field"),
             Error::UnexpectedFrame => f.write_str("unexpected frame type or nonce strategy"),
-            Error::UnknownKey => f.write_str("unknown key or session id"),
+            Error::UnknownSession => f.write_str("unknown session or key id"),
+            Error::UnknownDevice => f.write_str("device not enrolled"),
             Error::Authentication => f.write_str("authentication failed"),
             Error::Replay => f.write_str("replayed frame"),
             Error::Stale => f.write_str("stale frame"),
@@ -106,7 +240,7 @@ impl fmt::Display for Error {
             Error::KeyExhausted => f.write_str("key exhausted: rekey required"),
             Error::IntegrityLimit => f.write_str("integrity limit reached: re-handshake required"),
             Error::AlreadyEnrolled => f.write_str("device already enrolled with another key"),
-            Error::Expired => f.write_str("expired"),
+            Error::Expired(what) => write!(f, "expired: {what:?}"),
             Error::NotYetValid => f.write_str("not yet valid"),
             Error::WrongAudience => f.write_str("wrong audience"),
             Error::KeyMismatch => f.write_str("token bound to another key"),
@@ -117,6 +251,7 @@ impl fmt::Display for Error {
             Error::Rng => f.write_str("random number generator failed"),
             Error::Storage => f.write_str("persistent storage failed"),
             Error::Signer => f.write_str("device signer failed"),
+            Error::Misuse => f.write_str("API misuse"),
         }
     }
 }

@@ -114,7 +114,7 @@ fn labeled_expand<P: CryptoProvider>(
     let len = u16::try_from(out.len()).map_err(|_| Error::BufferTooSmall)?.to_be_bytes();
     let mut parts: [&[u8]; 8] = [&len, HPKE_V1, suite_id, label, &[], &[], &[], &[]];
     if info.len() > 4 {
-        return Err(Error::BufferTooSmall);
+        return Err(Error::Misuse);
     }
     for (slot, p) in parts.iter_mut().skip(4).zip(info) {
         *slot = p;

@@ -33,7 +33,7 @@ pub mod wire;
 
 pub use audit::Audit;
 pub use clock::Clock;
-pub use error::{Error, Result};
+pub use error::{Error, Expiry, Origin, PeerAction, Result};
 pub use provider::{CryptoProvider, RustCrypto};
 pub use record::{CounterReceiver, CounterSender, OneShotReceiver, OneShotSender, Opened};
 pub use secret::Secret;

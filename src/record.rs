@@ -84,10 +84,10 @@ struct Aad {
 impl Aad {
     fn new(header: &[u8], ext: &[u8]) -> Result<Self> {
         let mut buf = [0u8; HEADER_LEN + MAX_AAD_EXT];
-        let len = header.len().checked_add(ext.len()).filter(|l| *l <= buf.len()).ok_or(Error::Malformed)?;
+        let len = header.len().checked_add(ext.len()).filter(|l| *l <= buf.len()).ok_or(Error::Misuse)?;
         let (h, rest) = buf.split_at_mut(header.len());
         h.copy_from_slice(header);
-        rest.get_mut(..ext.len()).ok_or(Error::Malformed)?.copy_from_slice(ext);
+        rest.get_mut(..ext.len()).ok_or(Error::Misuse)?.copy_from_slice(ext);
         Ok(Self { buf, len })
     }
 
@@ -152,7 +152,7 @@ fn parse_for(buf: &[u8], expected: FrameType, key_id: &[u8; KEY_ID_LEN]) -> Resu
         return Err(Error::UnexpectedFrame);
     }
     if h.key_id != *key_id {
-        return Err(Error::UnknownKey);
+        return Err(Error::UnknownSession);
     }
     Ok(h)
 }
@@ -429,7 +429,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// Opens one frame in place. `frame` must hold exactly one frame.
     ///
     /// # Errors
-    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`],
+    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownSession`],
     /// [`Error::Stale`], [`Error::FromFuture`], [`Error::Replay`],
     /// [`Error::Authentication`], and [`Error::IntegrityLimit`] once the
     /// integrity limit is reached. On any error `frame` and the replay state
@@ -724,7 +724,7 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
     /// Opens one frame in place. `frame` must hold exactly one frame.
     ///
     /// # Errors
-    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`],
+    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownSession`],
     /// [`Error::Stale`], [`Error::FromFuture`], [`Error::Replay`],
     /// [`Error::Authentication`], [`Error::IntegrityLimit`]. On any error
     /// `frame` and the ring are unchanged.

@@ -18,7 +18,7 @@
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceVerified};
-use crate::error::{Error, Result};
+use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{SessionKeys, next_secret, traffic_keys};
 use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
 use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, Opened, gcm_blocks};
@@ -363,7 +363,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     }
 
     fn live(&self, now: u64) -> Result<()> {
-        if now > self.expires_at_ms { Err(Error::Expired) } else { Ok(()) }
+        if now > self.expires_at_ms { Err(Error::Expired(Expiry::Session)) } else { Ok(()) }
     }
 
     fn check_send_budget(&self, payload_len: usize) -> Result<()> {
@@ -450,7 +450,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     ///
     /// # Errors
     /// [`Error::Expired`], parse errors, [`Error::UnexpectedFrame`] (a
-    /// response: use [`Self::open_response`]), [`Error::UnknownKey`],
+    /// response: use [`Self::open_response`]), [`Error::UnknownSession`],
     /// [`Error::Replay`], [`Error::Stale`], [`Error::Authentication`],
     /// [`Error::IntegrityLimit`] at the integrity limit (re-handshake). On error nothing changes
     /// but the audit counters and the failed-decryption count.

@@ -6,7 +6,7 @@
 
 use crate::clock::Clock;
 use crate::device::DeviceKeys;
-use crate::error::{Error, Result};
+use crate::error::{Error, Expiry, Result};
 use crate::handshake::ServerAwaitFinish;
 use crate::provider::{CryptoProvider, RustCrypto};
 use crate::session::{Received, Session};
@@ -57,14 +57,14 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
     ///
     /// # Errors
     /// [`Error::CapacityExceeded`] if the pending table is full (after
-    /// dropping expired entries), [`Error::Replay`] if the session id is
+    /// dropping expired entries), [`Error::Misuse`] if the session id is
     /// already in use (a 2^-64 event, or a bug).
     pub fn begin(&mut self, clock: &impl Clock, pending: ServerAwaitFinish<P>) -> Result<()> {
         let now = clock.now_ms();
         self.pending.retain(|_, (_, deadline)| *deadline >= now);
         let id = *pending.session_id();
         if self.pending.contains_key(&id) || self.sessions.contains_key(&id) {
-            return Err(Error::Replay);
+            return Err(Error::Misuse);
         }
         if self.pending.len() >= self.max_pending {
             return Err(Error::CapacityExceeded);
@@ -77,7 +77,7 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
     /// session. The pending state is consumed whatever the outcome.
     ///
     /// # Errors
-    /// [`Error::UnknownKey`] if no handshake is pending under that id,
+    /// [`Error::UnknownSession`] if no handshake is pending under that id,
     /// [`Error::CapacityExceeded`], and the errors of
     /// [`ServerAwaitFinish::finish`].
     pub fn finish<K: DeviceKeys + ?Sized>(
@@ -87,7 +87,7 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
         keys: &K,
     ) -> Result<&mut Session<P, W>> {
         let id = Frame::new_checked(&*msg3)?.header().key_id;
-        let (pending, _) = self.pending.remove(&id).ok_or(Error::UnknownKey)?;
+        let (pending, _) = self.pending.remove(&id).ok_or(Error::UnknownSession)?;
         let now = clock.now_ms();
         self.sessions.retain(|_, s| s.expires_at_ms() >= now);
         if self.sessions.len() >= self.max_sessions {
@@ -106,16 +106,16 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
     /// Returns the session (to answer on) and what was received.
     ///
     /// # Errors
-    /// Parse errors, [`Error::UnknownKey`] (no such session), and the errors
+    /// Parse errors, [`Error::UnknownSession`] (no such session), and the errors
     /// of [`Session::open_in_place`]. An expired session is removed.
     pub fn open<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<(&mut Session<P, W>, Received<'a>)> {
         let id = Frame::new_checked(&*frame)?.header().key_id;
-        let session = self.sessions.get(&id).ok_or(Error::UnknownKey)?;
+        let session = self.sessions.get(&id).ok_or(Error::UnknownSession)?;
         if clock.now_ms() > session.expires_at_ms() {
             self.sessions.remove(&id);
-            return Err(Error::Expired);
+            return Err(Error::Expired(Expiry::Session));
         }
-        let session = self.sessions.get_mut(&id).ok_or(Error::UnknownKey)?;
+        let session = self.sessions.get_mut(&id).ok_or(Error::UnknownSession)?;
         let r = session.open_in_place(clock, frame)?;
         Ok((session, r))
     }

@@ -23,7 +23,7 @@
 use crate::cache::ReplayCache;
 use crate::clock::Clock;
 use crate::device::{DeviceSigner, verify_signature};
-use crate::error::{Error, Result};
+use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{id_of, proof_digest, request_hash, thumbprint, token_digest};
 use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto, fill_random};
 use core::marker::PhantomData;
@@ -216,7 +216,7 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
             return Err(Error::WrongAudience);
         }
         if now_ms > claims.exp.saturating_add(self.leeway_ms) {
-            return Err(Error::Expired);
+            return Err(Error::Expired(Expiry::Token));
         }
         if claims.nbf > now_ms.saturating_add(self.leeway_ms) || claims.iat > now_ms.saturating_add(self.leeway_ms) {
             return Err(Error::NotYetValid);

@@ -23,7 +23,7 @@ use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Received, Session};
 use oncewire::wire::{HEADER_LEN, buffer_len};
-use oncewire::{Clock, Error, RustCrypto};
+use oncewire::{Clock, Error, Expiry, RustCrypto};
 
 /// Where message 1's and message 2's ephemeral key sits: after the header
 /// and the one-byte postcard length (65).
@@ -145,7 +145,7 @@ fn mitm_substitutes_the_server_ephemeral() {
     // after the handshake timeout it refuses anything.
     w.clock.advance(Limits::DEFAULT.handshake_timeout_ms + 1);
     let (_, fake3) = msg1(&w, *w.server.public_key());
-    assert_eq!(server_finish(&w, pending, &fake3).unwrap_err(), Error::Expired);
+    assert_eq!(server_finish(&w, pending, &fake3).unwrap_err(), Error::Expired(Expiry::Handshake));
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn a_wrong_or_unenrolled_device_key_fails() {
     let stranger = DeviceId::new(b"lock-9999").unwrap();
     let (_, n3) =
         c.finish::<_, 32>(&w.clock, &m2.0[..m2.1], stranger, &mut w.signer, Limits::DEFAULT, &mut m3).unwrap();
-    assert_eq!(server_finish(&w, p, &(m3, n3)).unwrap_err(), Error::UnknownKey);
+    assert_eq!(server_finish(&w, p, &(m3, n3)).unwrap_err(), Error::UnknownDevice);
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn replayed_handshake_messages_do_not_yield_a_session() {
     // complete it (its session id no longer matches).
     let (replayed, m2b) = msg2(&w, &m1);
     assert_ne!(m2b.0[..m2b.1], m2.0[..m2.1]);
-    assert_eq!(server_finish(&w, replayed, &m3).unwrap_err(), Error::UnknownKey);
+    assert_eq!(server_finish(&w, replayed, &m3).unwrap_err(), Error::UnknownSession);
 
     // Message 2 replayed to a client that reuses the handshake id (worst
     // case): the client's new ephemeral makes the old message 2 fail.
@@ -236,7 +236,7 @@ fn replayed_handshake_messages_do_not_yield_a_session() {
     assert_eq!(client_finish(&mut w, c2, &m2.0[..m2.1]).unwrap_err(), Error::Authentication);
     // With a fresh random id it is not even routed to the handshake.
     let (c3, _) = msg1(&w, *w.server.public_key());
-    assert_eq!(client_finish(&mut w, c3, &m2.0[..m2.1]).unwrap_err(), Error::UnknownKey);
+    assert_eq!(client_finish(&mut w, c3, &m2.0[..m2.1]).unwrap_err(), Error::UnknownSession);
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn a_frame_from_one_session_does_not_open_in_another() {
     let mut f = vec![0u8; buffer_len(5)];
     let n = a_client.seal(&w.clock, b"hello", &mut f).unwrap();
     let before = b_server.window().clone();
-    assert_eq!(b_server.open_in_place(&w.clock, &mut f[..n]).unwrap_err(), Error::UnknownKey);
+    assert_eq!(b_server.open_in_place(&w.clock, &mut f[..n]).unwrap_err(), Error::UnknownSession);
     // Rewriting the session id to B's does not help: A's key sealed it.
     f[4..12].copy_from_slice(b_server.session_id());
     assert_eq!(b_server.open_in_place(&w.clock, &mut f[..n]).unwrap_err(), Error::Authentication);
@@ -365,5 +365,5 @@ fn message_3_after_the_handshake_timeout_is_refused() {
     let (p, m2) = msg2(&w, &m1);
     let (_cs, m3) = msg3(&mut w, c, &m2);
     w.clock.advance(Limits::DEFAULT.handshake_timeout_ms + 1);
-    assert_eq!(server_finish(&w, p, &m3).unwrap_err(), Error::Expired);
+    assert_eq!(server_finish(&w, p, &m3).unwrap_err(), Error::Expired(Expiry::Handshake));
 }

@@ -34,7 +34,9 @@ use oncewire::store::VolatileStore;
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamOpener, StreamSealer, chunk_buffer_len};
 use oncewire::token::{Claims, PROOF_LEN, TokenIssuer, TokenVerifier, prove};
 use oncewire::wire::buffer_len;
-use oncewire::{Clock, CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, RustCrypto, Secret};
+use oncewire::{
+    Clock, CounterReceiver, CounterSender, Error, Expiry, OneShotReceiver, OneShotSender, RustCrypto, Secret,
+};
 use proptest::prelude::*;
 use std::collections::{HashSet, VecDeque};
 use std::sync::OnceLock;
@@ -1116,8 +1118,8 @@ fn f07_an_answered_stateless_challenge_stays_used_across_a_restart() {
     // Restarted without a snapshot: everything issued before the restart has expired.
     let floor = TimeFloor::after_restart(clock.now_ms(), &S::freshness(TTL));
     let mut after = S::after_restart(mac(), TTL, hk, floor);
-    assert_eq!(after.verify_bound(&clock, &b, REQ), Err(Error::Expired));
-    assert_eq!(after.verify_bound(&clock, &pb, REQ), Err(Error::Expired));
+    assert_eq!(after.verify_bound(&clock, &b, REQ), Err(Error::Expired(Expiry::Challenge)));
+    assert_eq!(after.verify_bound(&clock, &pb, REQ), Err(Error::Expired(Expiry::Challenge)));
     // A challenge issued after the restart (1 ms later) verifies, once.
     clock.advance(1);
     let fresh = after.issue(&mut OsRng, &clock).unwrap();
@@ -1548,7 +1550,7 @@ fn f16_the_challenge_table_drops_only_the_first_to_expire_and_only_when_full() {
     clock.advance(5_000);
     let b = issue(&mut t); // takes a[2]'s slot
     clock.set(a[1].expires_at_ms() + 1); // a[0] and a[1] expired; a[3] and b live
-    assert_eq!(table_verify(&mut t, &clock, &a[1]), Err(Error::Expired));
+    assert_eq!(table_verify(&mut t, &clock, &a[1]), Err(Error::Expired(Expiry::Challenge)));
     let c = issue(&mut t);
     let d = issue(&mut t);
     for (name, ch) in [("a3", &a[3]), ("b", &b), ("c", &c), ("d", &d)] {

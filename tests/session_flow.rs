@@ -16,7 +16,7 @@ use oncewire::provider::PublicKey;
 use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Peer, Received, Session};
 use oncewire::wire::buffer_len;
-use oncewire::{Error, RustCrypto};
+use oncewire::{Error, Expiry, RustCrypto};
 
 struct Setup {
     server: ServerKey,
@@ -125,6 +125,6 @@ fn sessions_expire_and_enforce_usage_limits() {
     sv.update_keys(&s.clock, &mut ku).unwrap();
     sv.seal(&s.clock, b"x", &mut f).unwrap();
     s.clock.advance(1_001);
-    assert_eq!(sv.seal(&s.clock, b"x", &mut f).unwrap_err(), Error::Expired);
-    assert_eq!(c.open_in_place(&s.clock, &mut f).unwrap_err(), Error::Expired);
+    assert_eq!(sv.seal(&s.clock, b"x", &mut f).unwrap_err(), Error::Expired(Expiry::Session));
+    assert_eq!(c.open_in_place(&s.clock, &mut f).unwrap_err(), Error::Expired(Expiry::Session));
 }

@@ -17,7 +17,7 @@ use oncewire::provider::CryptoProvider;
 use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
-use oncewire::{Clock, Error, RustCrypto, Secret};
+use oncewire::{Clock, Error, Expiry, RustCrypto, Secret};
 
 const NOW: u64 = 1_767_225_600_000;
 
@@ -90,7 +90,7 @@ fn every_bad_token_is_rejected_with_its_error() {
     let n = w.issuer.issue(&claims(w.issuer.cnf(&pk), "admin.example"), &mut buf).unwrap();
     assert_eq!(v.verify(&buf[..n], &at(NOW)).unwrap_err(), Error::WrongAudience);
     // Expired (beyond leeway) and not yet valid (beyond leeway); inside the leeway both pass.
-    assert_eq!(v.verify(&w.token, &at(NOW + 300_000 + 5_001)).unwrap_err(), Error::Expired);
+    assert_eq!(v.verify(&w.token, &at(NOW + 300_000 + 5_001)).unwrap_err(), Error::Expired(Expiry::Token));
     v.verify(&w.token, &at(NOW + 300_000 + 5_000)).unwrap();
     assert_eq!(v.verify(&w.token, &at(NOW - 5_001)).unwrap_err(), Error::NotYetValid);
     v.verify(&w.token, &at(NOW - 5_000)).unwrap();
@@ -160,7 +160,10 @@ fn challenges_are_single_use_expiring_unforgeable_and_bound() {
     // Expired.
     let late = server.issue(&mut rng, &clock).unwrap();
     clock.advance(30_001);
-    assert_eq!(server.verify_bound(&clock, &bind::<RustCrypto>(&late, request), request), Err(Error::Expired));
+    assert_eq!(
+        server.verify_bound(&clock, &bind::<RustCrypto>(&late, request), request),
+        Err(Error::Expired(Expiry::Challenge))
+    );
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn invalid_frames(good: &[u8]) -> Vec<(&'static str, Vec<u8>, Error)> {
     out.push(("length-says-shorter", f, Error::TrailingBytes));
     let mut f = good.to_vec();
     f[4] ^= 0x01;
-    out.push(("wrong-session-id", f, Error::UnknownKey));
+    out.push(("wrong-session-id", f, Error::UnknownSession));
     let mut f = good.to_vec();
     *f.last_mut().unwrap() ^= 0x01;
     out.push(("bad-tag", f, Error::Authentication));

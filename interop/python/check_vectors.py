@@ -61,7 +61,7 @@ def receive_record(frame, key, iv, sid):
     if f["type"] != ow.RECORD:
         return "UnexpectedFrame"
     if f["key_id"] != sid:
-        return "UnknownKey"
+        return "UnknownSession"
     try:
         AESGCM(key).decrypt(ow.counter_nonce(iv, f["seq"]), frame[ow.HEADER_LEN:], f["header"])
     except Exception:

@@ -88,7 +88,7 @@ def open_frame(frame, key, iv, expected_type, key_id, ext=b""):
     if f["type"] != expected_type:
         raise ProtocolError("UnexpectedFrame")
     if f["key_id"] != key_id:
-        raise ProtocolError("UnknownKey")
+        raise ProtocolError("UnknownSession")
     try:
         pt = AESGCM(key).decrypt(counter_nonce(iv, f["seq"]), frame[HEADER_LEN:], f["header"] + ext)
     except Exception:
@@ -282,7 +282,7 @@ def client_read_msg2(sym, e_sk, handshake_id, msg2):
     if f["type"] != HS_RESPONSE:
         raise ProtocolError("UnexpectedFrame")
     if f["key_id"] != handshake_id:
-        raise ProtocolError("UnknownKey")
+        raise ProtocolError("UnknownSession")
     body = f["body"]
     e_s, i = read_bytes(body, 0)
     sealed, i = read_bytes(body, i)

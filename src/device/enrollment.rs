@@ -2,7 +2,7 @@
 //! signing a server challenge that names the server.
 
 use super::{DeviceId, DeviceSigner, verify_signature};
-use crate::error::{Error, Result};
+use crate::error::{Error, Expiry, Result};
 use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, fill_random};
 use rand_core::TryCryptoRng;
 
@@ -143,7 +143,7 @@ impl EnrollmentChallenge {
         clock: &impl crate::clock::Clock,
     ) -> Result<EnrolledDevice> {
         if clock.now_ms() > self.expires_at_ms {
-            return Err(Error::Expired);
+            return Err(Error::Expired(Expiry::Enrollment));
         }
         let digest = crate::keyschedule::enrollment_digest::<P>(
             server,

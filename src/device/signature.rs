@@ -27,7 +27,7 @@ impl DeviceSignature {
     /// else must be DER.
     ///
     /// # Errors
-    /// [`Error::Authentication`] if it is neither 64 bytes nor at most 72.
+    /// [`Error::Signer`] if it is neither 64 bytes nor at most 72.
     ///
     /// A DER signature is 64 bytes long only if `r` and `s` together take 58
     /// bytes (probability about 2^-24); such a signature is read as raw and
@@ -39,32 +39,35 @@ impl DeviceSignature {
     /// Wraps a raw `r ‖ s` signature.
     ///
     /// # Errors
-    /// [`Error::Authentication`] unless it is exactly 64 bytes.
+    /// [`Error::Signer`] unless it is exactly 64 bytes.
     pub fn from_raw(sig: &[u8]) -> Result<Self> {
-        Ok(Self::Raw(sig.try_into().map_err(|_| Error::Authentication)?))
+        Ok(Self::Raw(sig.try_into().map_err(|_| Error::Signer)?))
     }
 
     /// Wraps a DER signature (checked strictly when used).
     ///
     /// # Errors
-    /// [`Error::Authentication`] if it is longer than 72 bytes.
+    /// [`Error::Signer`] if it is longer than 72 bytes.
     pub fn from_der(sig: &[u8]) -> Result<Self> {
         let mut bytes = [0u8; MAX_DER_SIGNATURE_LEN];
-        bytes.get_mut(..sig.len()).ok_or(Error::Authentication)?.copy_from_slice(sig);
-        Ok(Self::Der { bytes, len: u8::try_from(sig.len()).map_err(|_| Error::Authentication)? })
+        bytes.get_mut(..sig.len()).ok_or(Error::Signer)?.copy_from_slice(sig);
+        Ok(Self::Der { bytes, len: u8::try_from(sig.len()).map_err(|_| Error::Signer)? })
     }
 
     /// Converts to raw `r ‖ s` with `s` normalised to the lower half of the
     /// group order. DER must be strict DER; anything else fails.
     ///
     /// # Errors
-    /// [`Error::Authentication`] for malformed encodings, zero or out-of-range values.
+    /// [`Error::Signer`] for malformed encodings, zero or out-of-range
+    /// values: the hardware returned something that is not a signature.
     pub fn to_raw_low_s(&self) -> Result<[u8; P256_SIGNATURE_LEN]> {
         let raw = match self {
             Self::Raw(r) => *r,
-            Self::Der { bytes, len } => parse_der(bytes.get(..usize::from(*len)).ok_or(Error::Authentication)?)?,
+            Self::Der { bytes, len } => {
+                parse_der(bytes.get(..usize::from(*len)).ok_or(Error::Signer)?).map_err(|_| Error::Signer)?
+            }
         };
-        normalize_s(raw)
+        normalize_s(raw).map_err(|_| Error::Signer)
     }
 }
 

@@ -108,7 +108,7 @@ impl<P: CryptoProvider> ClientAwaitResponse<P> {
     /// established session and the length of message 3.
     ///
     /// # Errors
-    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownKey`] (not
+    /// Parse errors, [`Error::UnexpectedFrame`], [`Error::UnknownSession`] (not
     /// this handshake), [`Error::InvalidKey`], [`Error::Authentication`] (not
     /// the pinned server, or tampered), [`Error::Signer`],
     /// [`Error::BufferTooSmall`]. On error the state is dropped.
@@ -125,7 +125,7 @@ impl<P: CryptoProvider> ClientAwaitResponse<P> {
         let received_ms = clock.now_ms();
         let (h2, head, body) = parse_control(msg2, FrameType::HandshakeResponse)?;
         if h2.key_id != self.handshake_id {
-            return Err(Error::UnknownKey);
+            return Err(Error::UnknownSession);
         }
         let body: EphemeralBody<'_> = decode_exact(body)?;
         let e_s = PublicKey::from_sec1_uncompressed(body.e)?;

@@ -47,7 +47,7 @@ impl<P: CryptoProvider> Symmetric<P> {
     }
 
     fn cipher(&self) -> Result<P::Aes256Gcm> {
-        P::Aes256Gcm::new(self.k.as_ref().ok_or(Error::Malformed)?.expose())
+        P::Aes256Gcm::new(self.k.as_ref().ok_or(Error::Misuse)?.expose())
     }
 
     /// Encrypts `buf` in place with AD = h, then mixes `ciphertext ‖ tag` into h.

@@ -5,7 +5,7 @@ use super::noise::Symmetric;
 use super::{EphemeralBody, FinishBody, ServerHello, decode_exact, emit_control_header, parse_control, write_body};
 use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceKeys};
-use crate::error::{Error, Result};
+use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{self, SessionKeys};
 use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto};
 use crate::record::CounterReceiver;
@@ -175,14 +175,14 @@ impl<P: CryptoProvider> ServerAwaitFinish<P> {
     ///
     /// # Errors
     /// [`Error::Expired`] after the handshake timeout, parse errors,
-    /// [`Error::UnexpectedFrame`], [`Error::UnknownKey`] (wrong session id),
+    /// [`Error::UnexpectedFrame`], [`Error::UnknownSession`] (wrong session id),
     /// [`Error::Authentication`] (tag, or a signature not in the one wire
     /// form), [`Error::Malformed`] (not sequence 0, or a bad device id),
     /// [`Error::Decode`], [`Error::TrailingBytes`]. On error the state is dropped.
     pub fn read_finish<const W: usize>(self, clock: &impl Clock, msg3: &mut [u8]) -> Result<ServerAwaitDevice<P, W>> {
         let now = clock.now_ms();
         if now > self.deadline_ms() {
-            return Err(Error::Expired);
+            return Err(Error::Expired(Expiry::Handshake));
         }
         let c2s = keyschedule::traffic_keys::<P>(&self.keys.c2s)?;
         let mut rx = CounterReceiver::<P, W>::new(&c2s.0, c2s.1, self.keys.session_id)?;
@@ -201,7 +201,7 @@ impl<P: CryptoProvider> ServerAwaitFinish<P> {
     /// `keys` holds for the device.
     ///
     /// # Errors
-    /// Those of both steps, and [`Error::UnknownKey`] if the device is not
+    /// Those of both steps, and [`Error::UnknownSession`] if the device is not
     /// enrolled.
     pub fn finish<K: DeviceKeys + ?Sized, const W: usize>(
         self,
@@ -210,7 +210,7 @@ impl<P: CryptoProvider> ServerAwaitFinish<P> {
         keys: &K,
     ) -> Result<Session<P, W>> {
         let step = self.read_finish::<W>(clock, msg3)?;
-        let public = keys.device_key(step.device()).ok_or(Error::UnknownKey)?;
+        let public = keys.device_key(step.device()).ok_or(Error::UnknownDevice)?;
         step.verify(clock, &public)
     }
 }
@@ -251,7 +251,7 @@ impl<P: CryptoProvider, const W: usize> ServerAwaitDevice<P, W> {
     pub fn verify(self, clock: &impl Clock, device_key: &PublicKey) -> Result<Session<P, W>> {
         let now = clock.now_ms();
         if now > self.deadline_ms {
-            return Err(Error::Expired);
+            return Err(Error::Expired(Expiry::Handshake));
         }
         let digest = keyschedule::handshake_signature_digest::<P>(&self.keys.handshake_hash);
         let proof = crate::device::verify_device::<P>(self.device, device_key, &digest, &self.signature)?;
