@@ -162,7 +162,7 @@ impl Server {
             proofs: ReplayCache::new(Purpose::TokenProofs, &state_key, Freshness::DEFAULT),
             challenges: StatelessChallenges::new(Secret::new(mac), 30_000, hash_key),
             devices: HashMap::new(),
-            table: SessionTable::new(10_000, 1_000, 30_000),
+            table: SessionTable::new(10_000, 1_000),
         }
     }
 
@@ -488,7 +488,7 @@ fn run_client(addr: &str) -> u32 {
     };
     let request = b"GET /api/orders";
     // The session's clock offset puts the proof's iat in the server's time base.
-    let server_clock = oncewire::clock::OffsetClock::new(clock, c.session.clock_offset_ms());
+    let server_clock = c.session.server_clock(clock);
     let proof = prove::<RustCrypto, _, _>(&mut signer, &mut rng, &server_clock, &token, request).unwrap().to_bytes();
     let device_pk = signer.public_key().unwrap();
     let verdict = use_token(&mut c.stream, &token, &device_pk, &proof, request);

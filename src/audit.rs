@@ -47,7 +47,7 @@ impl Audit {
     }
 
     /// Counts a rejection by its error.
-    pub fn record(&mut self, e: Error) {
+    pub(crate) fn record(&mut self, e: Error) {
         let c = match e {
             Error::Replay => &mut self.replay_rejected,
             Error::Stale | Error::Expired(_) => &mut self.stale,
@@ -69,17 +69,17 @@ impl Audit {
     }
 
     /// Counts an accepted frame.
-    pub fn accept(&mut self) {
+    pub(crate) fn accept(&mut self) {
         self.accepted = self.accepted.saturating_add(1);
     }
 
     /// Counts ring pressure.
-    pub fn pressure(&mut self) {
+    pub(crate) fn pressure(&mut self) {
         self.ring_pressure = self.ring_pressure.saturating_add(1);
     }
 
     /// Counts a reused challenge.
-    pub fn challenge_reused(&mut self) {
+    pub(crate) fn challenge_reused(&mut self) {
         self.challenge_reused = self.challenge_reused.saturating_add(1);
     }
 

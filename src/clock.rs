@@ -1,5 +1,5 @@
-//! Time (DESIGN C5): the [`Clock`] seam and a manual clock for tests and
-//! firmware that keeps its own time.
+//! Time (`SPEC.md` §5): the [`Clock`] seam, a manual clock for tests and
+//! firmware that keeps its own time, and the server time base of a session.
 
 use core::cell::Cell;
 
@@ -52,21 +52,24 @@ impl Clock for ManualClock {
     }
 }
 
-/// A clock corrected by an offset the server announced (DESIGN C5).
+/// A clock in the server's time base: a device clock plus the offset the
+/// handshake measured. Only a session makes one ([`crate::Session::server_clock`]),
+/// so the offset has one home: the session applies it to everything it
+/// stamps, and this clock carries it to what is stamped outside the session
+/// (a token proof's `iat`, a one-shot request). Never wrap it in another offset.
 #[derive(Debug, Clone, Copy)]
-pub struct OffsetClock<C> {
+pub struct ServerClock<C> {
     inner: C,
     offset_ms: i64,
 }
 
-impl<C: Clock> OffsetClock<C> {
-    /// Wraps `inner`, adding `offset_ms` (which may be negative) to every reading.
-    pub const fn new(inner: C, offset_ms: i64) -> Self {
+impl<C: Clock> ServerClock<C> {
+    pub(crate) const fn new(inner: C, offset_ms: i64) -> Self {
         Self { inner, offset_ms }
     }
 }
 
-impl<C: Clock> Clock for OffsetClock<C> {
+impl<C: Clock> Clock for ServerClock<C> {
     fn now_ms(&self) -> u64 {
         self.inner.now_ms().saturating_add_signed(self.offset_ms)
     }

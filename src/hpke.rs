@@ -76,13 +76,13 @@ pub struct Aes256Gcm;
 impl HpkeAead for Aes128Gcm {
     const ID: u16 = 0x0001;
     const KEY_LEN: usize = 16;
-    type Cipher<P: CryptoProvider> = P::Aes128Gcm;
+    type Cipher<P: CryptoProvider> = P::Aead128;
 }
 
 impl HpkeAead for Aes256Gcm {
     const ID: u16 = 0x0002;
     const KEY_LEN: usize = 32;
-    type Cipher<P: CryptoProvider> = P::Aes256Gcm;
+    type Cipher<P: CryptoProvider> = P::Aead256;
 }
 
 fn hpke_suite_id<A: HpkeAead>() -> [u8; 10] {

@@ -31,9 +31,15 @@ pub mod table;
 pub mod token;
 pub mod wire;
 
+// The entry points, by role (see the crate docs above).
 pub use audit::Audit;
 pub use clock::Clock;
+pub use device::{DeviceId, DeviceSigner};
 pub use error::{Error, Expiry, Origin, PeerAction, Result};
-pub use provider::{CryptoProvider, RustCrypto};
+pub use handshake::{ClientHandshake, ServerKey};
+pub use provider::{CryptoProvider, PublicKey, RustCrypto};
 pub use record::{CounterReceiver, CounterSender, OneShotReceiver, OneShotSender, Opened};
 pub use secret::Secret;
+pub use session::{Limits, Received, RequestId, Session};
+#[cfg(feature = "std")]
+pub use table::SessionTable;

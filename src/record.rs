@@ -185,7 +185,7 @@ fn open_frame<'a, A: AeadCipher>(
 
 /// The sending half of one session direction (counter nonces).
 pub struct CounterSender<P: CryptoProvider = RustCrypto> {
-    cipher: P::Aes256Gcm,
+    cipher: P::Aead256,
     iv: Secret<NONCE_LEN>,
     session_id: [u8; KEY_ID_LEN],
     next_seq: u64,
@@ -210,7 +210,7 @@ impl<P: CryptoProvider> CounterSender<P> {
     /// [`Error::InvalidKey`] if the provider rejects the key.
     pub fn new(key: &Secret<32>, iv: Secret<NONCE_LEN>, session_id: [u8; KEY_ID_LEN], first_seq: u64) -> Result<Self> {
         Ok(Self {
-            cipher: P::Aes256Gcm::new(key.expose())?,
+            cipher: P::Aead256::new(key.expose())?,
             iv,
             session_id,
             next_seq: first_seq,
@@ -298,7 +298,7 @@ impl<P: CryptoProvider> CounterSender<P> {
 /// The receiving half of one session direction, with a [`CounterWindow`] of
 /// `W` words (`(W − 1) × 64` sequence numbers).
 pub struct CounterReceiver<P: CryptoProvider = RustCrypto, const W: usize = 32> {
-    cipher: P::Aes256Gcm,
+    cipher: P::Aead256,
     iv: Secret<NONCE_LEN>,
     session_id: [u8; KEY_ID_LEN],
     window: CounterWindow<W>,
@@ -328,7 +328,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// [`Error::InvalidKey`] if the provider rejects the key.
     pub fn new(key: &Secret<32>, iv: Secret<NONCE_LEN>, session_id: [u8; KEY_ID_LEN]) -> Result<Self> {
         Ok(Self {
-            cipher: P::Aes256Gcm::new(key.expose())?,
+            cipher: P::Aead256::new(key.expose())?,
             iv,
             session_id,
             window: CounterWindow::new(),
@@ -499,7 +499,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
 /// count used and the cap cannot be reset by restarting. Payloads are at
 /// most [`LONG_KEY_MAX_PAYLOAD`] bytes.
 pub struct OneShotSender<S: CounterStore, P: CryptoProvider = RustCrypto> {
-    cipher: P::Aes256Gcm,
+    cipher: P::Aead256,
     key_id: [u8; KEY_ID_LEN],
     used: u64,
     reserved_until: u64,
@@ -535,7 +535,7 @@ impl<S: CounterStore, P: CryptoProvider> OneShotSender<S, P> {
         let reserved_until = used.saturating_add(block);
         store.store(reserved_until)?;
         Ok(Self {
-            cipher: P::Aes256Gcm::new(key.expose())?,
+            cipher: P::Aead256::new(key.expose())?,
             key_id,
             used,
             reserved_until,
@@ -629,7 +629,7 @@ impl<S: CounterStore, P: CryptoProvider> OneShotSender<S, P> {
 /// Opens one-shot frames, with a [`NonceRing`] of `N` nonces and a
 /// freshness window.
 pub struct OneShotReceiver<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
-    cipher: P::Aes256Gcm,
+    cipher: P::Aead256,
     key_id: [u8; KEY_ID_LEN],
     ring: NonceRing<N>,
     snapshot_key: SnapshotKey<P>,
@@ -656,7 +656,7 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
     /// [`Error::InvalidKey`] if the provider rejects the key.
     pub fn new(key: &Secret<32>, key_id: [u8; KEY_ID_LEN], ring: NonceRing<N>) -> Result<Self> {
         Ok(Self {
-            cipher: P::Aes256Gcm::new(key.expose())?,
+            cipher: P::Aead256::new(key.expose())?,
             key_id,
             ring,
             snapshot_key: SnapshotKey::derive(key.expose()),

@@ -113,18 +113,6 @@ impl ServerAuthenticated {
     }
 }
 
-/// The proof a session needs: the peer authenticated.
-#[derive(Debug)]
-pub(crate) enum PeerProof {
-    Server(#[allow(dead_code)] ServerAuthenticated),
-}
-
-impl From<ServerAuthenticated> for PeerProof {
-    fn from(p: ServerAuthenticated) -> Self {
-        Self::Server(p)
-    }
-}
-
 /// A direction's sender from its traffic secret, at sequence 0.
 fn sender_for<P: CryptoProvider>(secret: &Secret<32>, session_id: [u8; KEY_ID_LEN]) -> Result<CounterSender<P>> {
     let (key, iv) = traffic_keys::<P>(secret)?;
@@ -201,22 +189,19 @@ impl<P: CryptoProvider, const W: usize> core::fmt::Debug for Session<P, W> {
 }
 
 impl<P: CryptoProvider, const W: usize> Session<P, W> {
-    /// Client side: built from the handshake with the server's proof.
-    pub(crate) fn establish(
-        role: Role,
+    /// Client side: built from the handshake with the proof that the pinned
+    /// server authenticated.
+    pub(crate) fn establish_client(
         keys: SessionKeys,
-        peer: Peer,
+        server: PublicKey,
         limits: Limits,
         now: u64,
-        _proof: PeerProof,
+        _proof: ServerAuthenticated,
     ) -> Result<Self> {
-        let (tx_secret, rx_secret) = match role {
-            Role::Client => (keys.c2s, keys.s2c),
-            Role::Server => (keys.s2c, keys.c2s),
-        };
-        let (rk, riv) = traffic_keys::<P>(&rx_secret)?;
+        let (rk, riv) = traffic_keys::<P>(&keys.s2c)?;
         let rx = CounterReceiver::new(&rk, riv, keys.session_id)?;
-        Self::assemble(role, keys.session_id, peer, tx_secret, rx_secret, rx, limits, now, keys.handshake_hash)
+        let peer = Peer::Server(server);
+        Self::assemble(Role::Client, keys.session_id, peer, keys.c2s, keys.s2c, rx, limits, now, keys.handshake_hash)
     }
 
     /// Server side: built from the handshake with the device's proof; `rx`
@@ -302,6 +287,15 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         &self.peer
     }
 
+    /// Server side: the enrolled device this session is with (`None` on the
+    /// client, whose peer is the server).
+    pub const fn device(&self) -> Option<&DeviceId> {
+        match &self.peer {
+            Peer::Device(d) => Some(d),
+            Peer::Server(_) => None,
+        }
+    }
+
     /// The Noise handshake hash, for channel binding (for example, to bind
     /// a token request to this session).
     pub const fn handshake_hash(&self) -> &[u8; 32] {
@@ -360,6 +354,14 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// This end's clock, corrected by the handshake's offset.
     fn now(&self, clock: &impl Clock) -> u64 {
         clock.now_ms().saturating_add_signed(self.clock_offset_ms)
+    }
+
+    /// `clock` in the server's time base (the device clock plus this
+    /// session's offset), for what is stamped outside the session: a token
+    /// proof, a one-shot request. The session itself needs the uncorrected
+    /// clock.
+    pub const fn server_clock<C: Clock>(&self, clock: C) -> crate::clock::ServerClock<C> {
+        crate::clock::ServerClock::new(clock, self.clock_offset_ms)
     }
 
     fn live(&self, now: u64) -> Result<()> {

