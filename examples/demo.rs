@@ -25,18 +25,19 @@
 )]
 
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{BINDING_LEN, Challenge, StatelessChallenges, bind};
+use oncewire::challenge::{BINDING_LEN, Challenge, StatelessChallenges};
 use oncewire::clock::SystemClock;
 use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, EnrollmentRequest, ReEnrollment, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
 use oncewire::hpke::{Aes256Gcm, KeyPair};
+use oncewire::prover::Prover;
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::replay::Freshness;
 use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::session::{Limits, Peer, Received, RequestId, Session};
 use oncewire::table::SessionTable;
-use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
 use oncewire::wire::{Frame, FrameType, HEADER_LEN, buffer_len};
 use oncewire::{Clock, Error, Expiry, RustCrypto, Secret};
 use serde::{Deserialize, Serialize};
@@ -415,7 +416,7 @@ fn run_client(addr: &str) -> u32 {
     let mut stream = TcpStream::connect(addr).expect("connect to the demo server");
     let device = DeviceId::new(b"phone-7f3a").unwrap();
     // Emulation only: a real app keeps this key in the Keystore / Secure Enclave.
-    let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    let mut signer: SoftwareSigner = SoftwareSigner::generate(&mut rng).unwrap();
 
     println!("1. pinning: the app ships with the server's static key");
     send(&mut stream, SERVER_KEY, &[]);
@@ -427,7 +428,7 @@ fn run_client(addr: &str) -> u32 {
     let verdict = enroll(&mut stream, &server_key, device, &mut signer);
     t.ok("device enrolled", verdict == "enrolled", &format!("{device:?}"));
     // Someone who learned the device id enrolls a key of their own under it.
-    let mut intruder = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    let mut intruder: SoftwareSigner = SoftwareSigner::generate(&mut rng).unwrap();
     let verdict = enroll(&mut stream, &server_key, device, &mut intruder);
     t.ok("re-enroll the same id with another key", verdict == "Error::AlreadyEnrolled", &verdict);
 
@@ -463,7 +464,7 @@ fn run_client(addr: &str) -> u32 {
         Err(e) => panic!("no challenge: {e}"),
     };
     let order = b"pay 10.00 EUR to bob";
-    let binding: [u8; BINDING_LEN] = bind::<RustCrypto>(&challenge, order);
+    let binding: [u8; BINDING_LEN] = Prover::new(&mut signer).bind(&challenge, order);
     let r = c.call(&AppRequest::Pay { order, binding: &binding }).unwrap();
     let accepted = matches!(postcard::from_bytes(&r), Ok(AppResponse::Text("payment accepted")));
     t.ok("payment with its challenge", accepted, "challenge ‖ SHA-256(order) verified");
@@ -475,7 +476,7 @@ fn run_client(addr: &str) -> u32 {
         other => panic!("no challenge: {other:?}"),
     };
     let altered = b"pay 9999.00 EUR to mallory";
-    let r = c.call(&AppRequest::Pay { order: altered, binding: &bind::<RustCrypto>(&c2, order) }).unwrap();
+    let r = c.call(&AppRequest::Pay { order: altered, binding: &Prover::new(&mut signer).bind(&c2, order) }).unwrap();
     let mismatch = matches!(postcard::from_bytes(&r), Ok(AppResponse::Rejected("RequestMismatch")));
     t.ok("an altered order with a valid challenge", mismatch, "rejected: RequestMismatch");
 
@@ -489,7 +490,7 @@ fn run_client(addr: &str) -> u32 {
     let request = b"GET /api/orders";
     // The session's clock offset puts the proof's iat in the server's time base.
     let server_clock = c.session.server_clock(clock);
-    let proof = prove::<RustCrypto, _, _>(&mut signer, &mut rng, &server_clock, &token, request).unwrap().to_bytes();
+    let proof = Prover::new(&mut signer).prove(&mut rng, &server_clock, &token, request).unwrap().to_bytes();
     let device_pk = signer.public_key().unwrap();
     let verdict = use_token(&mut c.stream, &token, &device_pk, &proof, request);
     t.ok(&format!("token of {} bytes with the device's proof", token.len()), verdict == "accepted", &verdict);
@@ -542,13 +543,12 @@ fn run_client(addr: &str) -> u32 {
             other => panic!("no token: {other:?}"),
         };
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let proof = prove::<RustCrypto, _, _>(&mut signer, &mut rng, &server_clock, &short, request).unwrap().to_bytes();
+    let proof = Prover::new(&mut signer).prove(&mut rng, &server_clock, &short, request).unwrap().to_bytes();
     let verdict = use_token(&mut c.stream, &short, &device_pk, &proof, request);
     t.ok("use an expired token", verdict == "Error::Expired(Token)", &verdict);
 
-    let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
-    let thief_proof =
-        prove::<RustCrypto, _, _>(&mut thief, &mut rng, &server_clock, &token, request).unwrap().to_bytes();
+    let mut thief: SoftwareSigner = SoftwareSigner::generate(&mut rng).unwrap();
+    let thief_proof = Prover::new(&mut thief).prove(&mut rng, &server_clock, &token, request).unwrap().to_bytes();
     let verdict = use_token(&mut c.stream, &token, &thief.public_key().unwrap(), &thief_proof, request);
     t.ok("a stolen token with the thief's own key", verdict == "Error::KeyMismatch", &verdict);
     let verdict = use_token(&mut c.stream, &token, &device_pk, &thief_proof, request);
@@ -560,8 +560,7 @@ fn run_client(addr: &str) -> u32 {
 fn enroll(s: &mut TcpStream, server_key: &PublicKey, device: DeviceId, signer: &mut impl DeviceSigner) -> String {
     send(s, ENROLL_BEGIN, &[]);
     let (_, challenge) = recv(s).unwrap();
-    let req = EnrollmentChallenge::answer::<RustCrypto, _>(server_key, &challenge.try_into().unwrap(), device, signer)
-        .unwrap();
+    let req = Prover::new(signer).answer_enrollment(server_key, &challenge.try_into().unwrap(), device).unwrap();
     let mut buf = [0u8; 256];
     let answer =
         EnrollAnswer { device_id: device.as_bytes(), public_key: req.public_key.as_bytes(), signature: &req.signature };

@@ -28,17 +28,26 @@
 use dudect_bencher::rand::RngExt;
 use dudect_bencher::{BenchRng, Class, CtRunner, ctbench_main};
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{StatelessChallenges, bind};
+use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, StatelessChallenges};
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceSigner, SoftwareSigner};
+use oncewire::prover::Prover;
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing};
 use oncewire::rng::OsRng;
-use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
 use oncewire::{CounterReceiver, CounterSender, RustCrypto, Secret};
 use std::cell::RefCell;
 use std::hint::black_box;
+
+/// `challenge ‖ SHA-256(request)` (SPEC.md §12), computed here from the spec.
+fn bind(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
+    let mut out = [0u8; BINDING_LEN];
+    out[..CHALLENGE_LEN].copy_from_slice(challenge.as_bytes());
+    out[CHALLENGE_LEN..].copy_from_slice(&<RustCrypto as CryptoProvider>::sha256(&[request]));
+    out
+}
 
 const NOW: u64 = 1_767_225_600_000;
 const SAMPLES: usize = 100_000;
@@ -80,7 +89,7 @@ fn challenge_binding(runner: &mut CtRunner, rng: &mut BenchRng, left_at: usize, 
     let s = StatelessChallenges::<RustCrypto, 64>::new(Secret::new([0x66; 32]), 30_000, [1; 16]);
     let challenge = s.issue(&mut OsRng, &clock).unwrap();
     let request = b"POST /transfer amount=10";
-    let binding = bind::<RustCrypto>(&challenge, request);
+    let binding = bind(&challenge, request);
     let mut inputs = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let c = class(rng);
@@ -146,8 +155,8 @@ fn token_cnf(runner: &mut CtRunner, rng: &mut BenchRng) {
         .iter()
         .zip(&right)
         .map(|(l, r)| {
-            let pl = prove::<RustCrypto, _, _>(&mut device, &mut OsRng, &clock, l, &request).unwrap();
-            let pr = prove::<RustCrypto, _, _>(&mut device, &mut OsRng, &clock, r, &request).unwrap();
+            let pl = Prover::new(&mut device).prove(&mut OsRng, &clock, l, &request).unwrap();
+            let pr = Prover::new(&mut device).prove(&mut OsRng, &clock, r, &request).unwrap();
             (pl.to_bytes().to_vec(), pr.to_bytes().to_vec())
         })
         .collect();

@@ -17,17 +17,26 @@
 mod common;
 
 use common::*;
-use oncewire::challenge::{StatelessChallenges, bind};
+use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, StatelessChallenges};
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
 use oncewire::hpke;
+use oncewire::prover::Prover;
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::{Freshness, NonceRing};
 use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD};
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamSealer, chunk_buffer_len};
-use oncewire::token::{Claims, TokenIssuer, prove};
+use oncewire::token::{Claims, TokenIssuer};
 use oncewire::wire::buffer_len;
 use oncewire::{CounterSender, OneShotSender, RustCrypto, Secret};
 use std::path::Path;
+
+/// `challenge ‖ SHA-256(request)` (SPEC.md §12), computed here from the spec.
+fn bind(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
+    let mut out = [0u8; BINDING_LEN];
+    out[..CHALLENGE_LEN].copy_from_slice(challenge.as_bytes());
+    out[CHALLENGE_LEN..].copy_from_slice(&<RustCrypto as CryptoProvider>::sha256(&[request]));
+    out
+}
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
@@ -114,7 +123,7 @@ fn main() {
     let n = issuer.issue(&claims, &mut t).unwrap();
     write("token_verify", "token", &t[..n]);
     // `proof (88 bytes) ‖ token`: a real proof of possession for request [7; 32].
-    let proof = prove::<RustCrypto, _, _>(&mut device().1, &mut DetRng(9), &clock, &t[..n], &[7; 32]).unwrap();
+    let proof = Prover::new(&mut device().1).prove(&mut DetRng(9), &clock, &t[..n], &[7; 32]).unwrap();
     let mut with_proof = proof.to_bytes().to_vec();
     with_proof.extend_from_slice(&t[..n]);
     write("token_verify", "proof-token", &with_proof);
@@ -124,7 +133,7 @@ fn main() {
     let c = s.issue(&mut DetRng(3), &clock).unwrap();
     let request = b"POST /pay 10";
     let mut input = vec![72u8];
-    input.extend_from_slice(&bind::<RustCrypto>(&c, request));
+    input.extend_from_slice(&bind(&c, request));
     input.extend_from_slice(request);
     write("challenge_verify", "binding", &input);
     // HPKE single-shot messages, one per selector (base/auth x AES-128/256).

@@ -89,16 +89,6 @@ impl Challenge {
     }
 }
 
-/// Client side: binds a challenge to the exact request bytes:
-/// `challenge ‖ SHA-256(request)`.
-pub fn bind<P: CryptoProvider>(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
-    let mut out = [0u8; BINDING_LEN];
-    let (c, h) = out.split_at_mut(CHALLENGE_LEN);
-    c.copy_from_slice(challenge.as_bytes());
-    h.copy_from_slice(&crate::keyschedule::request_hash::<P>(request));
-    out
-}
-
 /// Splits and checks a binding against the request, in constant time.
 fn split_binding<P: CryptoProvider>(binding: &[u8], request: &[u8]) -> Result<(Challenge, subtle::Choice)> {
     let (c, h) = binding.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
@@ -429,6 +419,13 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    fn bind(c: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
+        crate::prover::Prover::new(
+            crate::device::SoftwareSigner::<RustCrypto>::from_bytes(&Secret::new([1; 32])).unwrap(),
+        )
+        .bind(c, request)
+    }
+
     struct Seq(u8);
     impl rand_core::TryRng for Seq {
         type Error = core::convert::Infallible;
@@ -452,7 +449,7 @@ mod tests {
         let mut s = StatelessChallenges::<RustCrypto, 4>::new(Secret::new([5; 32]), 1_000, [1; 16]);
         let mut rng = Seq(0);
         let c = s.issue(&mut rng, &clock).unwrap();
-        let b = bind::<RustCrypto>(&c, b"POST /pay 10");
+        let b = bind(&c, b"POST /pay 10");
         assert_eq!(s.verify_bound(&clock, &b, b"POST /pay 99"), Err(Error::RequestMismatch));
         s.verify_bound(&clock, &b, b"POST /pay 10").unwrap();
         assert_eq!(s.verify_bound(&clock, &b, b"POST /pay 10"), Err(Error::Replay));
@@ -472,7 +469,7 @@ mod tests {
         let mut t = ChallengeTable::<2>::new(1_000);
         let mut rng = Seq(0);
         let c = t.issue(&mut rng, &clock).unwrap();
-        let b = bind::<RustCrypto>(&c, b"req");
+        let b = bind(&c, b"req");
         t.verify_bound::<RustCrypto>(&clock, &b, b"req").unwrap();
         assert_eq!(t.verify_bound::<RustCrypto>(&clock, &b, b"req"), Err(Error::Replay));
         let old = t.issue(&mut rng, &clock).unwrap();
@@ -480,7 +477,7 @@ mod tests {
         let live = t.issue(&mut rng, &clock).unwrap();
         clock.advance(1);
         t.issue(&mut rng, &clock).unwrap(); // full: drops `old`, the first to expire
-        assert_eq!(t.verify_bound::<RustCrypto>(&clock, &bind::<RustCrypto>(&old, b"r"), b"r"), Err(Error::Replay));
-        t.verify_bound::<RustCrypto>(&clock, &bind::<RustCrypto>(&live, b"r"), b"r").unwrap();
+        assert_eq!(t.verify_bound::<RustCrypto>(&clock, &bind(&old, b"r"), b"r"), Err(Error::Replay));
+        t.verify_bound::<RustCrypto>(&clock, &bind(&live, b"r"), b"r").unwrap();
     }
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod handshake;
 pub mod hpke;
 pub mod keyschedule;
+pub mod prover;
 pub mod provider;
 pub mod record;
 pub mod replay;

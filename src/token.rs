@@ -22,12 +22,11 @@
 
 use crate::cache::ReplayCache;
 use crate::clock::Clock;
-use crate::device::{DeviceSigner, verify_signature};
+use crate::device::verify_signature;
 use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{id_of, proof_digest, request_hash, thumbprint, token_digest};
-use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto, fill_random};
+use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto};
 use core::marker::PhantomData;
-use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -139,27 +138,6 @@ impl<P: CryptoProvider> TokenIssuer<P> {
         rest.get_mut(..P256_SIGNATURE_LEN).ok_or(Error::BufferTooSmall)?.copy_from_slice(&sig);
         n.checked_add(P256_SIGNATURE_LEN).ok_or(Error::BufferTooSmall)
     }
-}
-
-/// Device side: a fresh proof of possession for using `token` on the exact
-/// `request` bytes, stamped with the clock and a random `jti`. Make a new
-/// proof for every use, a retry included: the server accepts each proof once.
-///
-/// # Errors
-/// [`Error::Rng`], [`Error::Signer`] if the hardware fails.
-pub fn prove<P: CryptoProvider, S: DeviceSigner, R: TryCryptoRng + ?Sized>(
-    signer: &mut S,
-    rng: &mut R,
-    clock: &impl Clock,
-    token: &[u8],
-    request: &[u8],
-) -> Result<TokenProof> {
-    let mut jti = [0u8; PROOF_JTI_LEN];
-    fill_random(rng, &mut jti)?;
-    let iat = clock.now_ms();
-    let signature =
-        signer.sign_digest(&proof_digest::<P>(token, &request_hash::<P>(request), iat, &jti))?.to_raw_low_s()?;
-    Ok(TokenProof { iat, jti, signature })
 }
 
 /// Claims whose signature, audience and validity period verified. Only

@@ -18,10 +18,11 @@
 )]
 
 use oncewire::clock::ManualClock;
-use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner};
+use oncewire::device::{DeviceId, DeviceSigner, SoftwareSigner};
 use oncewire::handshake::clock_offset;
 use oncewire::hpke::{Aes256Gcm, KeyPair};
 use oncewire::keyschedule::labels;
+use oncewire::prover::Prover;
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::replay::Freshness;
 use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
@@ -65,7 +66,7 @@ fn generate() -> Value {
 
     // Enrollment (§8.3).
     let challenge = [0xc7u8; 32];
-    let enroll = EnrollmentChallenge::answer::<RustCrypto, _>(&server_pk, &challenge, device_id, &mut device).unwrap();
+    let enroll = Prover::new(&mut device).answer_enrollment(&server_pk, &challenge, device_id).unwrap();
     // The digests are computed here from SPEC.md, independently of the crate.
     let sha = |parts: &[&[u8]]| RustCrypto::sha256(parts);
     let enroll_digest = sha(&[
@@ -104,14 +105,9 @@ fn generate() -> Value {
     let request_bytes = b"POST /unlock";
     let proof_jti = [0x5au8; 16];
     let proof_iat = NOW + 1_000;
-    let proof = oncewire::token::prove::<RustCrypto, _, _>(
-        &mut device,
-        &mut FixedRng(proof_jti.to_vec()),
-        &ManualClock::new(proof_iat),
-        &token,
-        request_bytes,
-    )
-    .unwrap();
+    let proof = Prover::new(&mut device)
+        .prove(&mut FixedRng(proof_jti.to_vec()), &ManualClock::new(proof_iat), &token, request_bytes)
+        .unwrap();
     assert_eq!(proof.jti, proof_jti);
     let p_digest =
         sha(&[labels::TOKEN_PROOF, &sha(&[&token]), &sha(&[request_bytes]), &proof_iat.to_be_bytes(), &proof_jti]);

@@ -14,7 +14,7 @@
 )]
 
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{Challenge, ChallengeTable, StatelessChallenges, bind};
+use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, ChallengeTable, StatelessChallenges};
 use oncewire::clock::ManualClock;
 use oncewire::device::{
     Admission, DeviceId, DeviceSignature, DeviceSigner, EnrollmentChallenge, ReEnrollment, SoftwareSigner,
@@ -22,6 +22,7 @@ use oncewire::device::{
 };
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey, clock_offset};
 use oncewire::hpke::{Aes256Gcm, ENC_LEN, KeyPair};
+use oncewire::prover::Prover;
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::record::LONG_KEY_MAX_PAYLOAD;
 use oncewire::record::PersistentSender;
@@ -32,7 +33,7 @@ use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Received, RequestId, Session};
 use oncewire::store::VolatileStore;
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamOpener, StreamSealer, chunk_buffer_len};
-use oncewire::token::{Claims, PROOF_LEN, TokenIssuer, TokenVerifier, prove};
+use oncewire::token::{Claims, PROOF_LEN, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
 use oncewire::{
     Clock, CounterReceiver, CounterSender, Error, Expiry, OneShotReceiver, OneShotSender, RustCrypto, Secret,
@@ -40,6 +41,14 @@ use oncewire::{
 use proptest::prelude::*;
 use std::collections::{HashSet, VecDeque};
 use std::sync::OnceLock;
+
+/// `challenge ‖ SHA-256(request)` (SPEC.md §12), computed here from the spec.
+fn bind(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
+    let mut out = [0u8; BINDING_LEN];
+    out[..CHALLENGE_LEN].copy_from_slice(challenge.as_bytes());
+    out[CHALLENGE_LEN..].copy_from_slice(&<RustCrypto as CryptoProvider>::sha256(&[request]));
+    out
+}
 
 /// 2026-01-01T00:00:00Z.
 const T0: u64 = 1_767_225_600_000;
@@ -73,9 +82,7 @@ fn setup() -> Setup {
     let device = DeviceId::new(b"lock-0042").unwrap();
     let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
     let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
-    let request =
-        EnrollmentChallenge::answer::<RustCrypto, _>(server.public_key(), challenge.nonce(), device, &mut signer)
-            .unwrap();
+    let request = Prover::new(&mut signer).answer_enrollment(server.public_key(), challenge.nonce(), device).unwrap();
     let enrolled = challenge.verify::<RustCrypto>(server.public_key(), &request, &clock).unwrap();
     Setup { server, device, signer, enrolled: (enrolled.device, enrolled.public_key), clock }
 }
@@ -545,7 +552,7 @@ impl TokenWorld {
     }
 
     fn proof(&mut self, iat: u64, request: &[u8]) -> [u8; PROOF_LEN] {
-        prove::<RustCrypto, _, _>(&mut self.device, &mut OsRng, &at(iat), &self.token, request).unwrap().to_bytes()
+        Prover::new(&mut self.device).prove(&mut OsRng, &at(iat), &self.token, request).unwrap().to_bytes()
     }
 
     /// verify_bound; on error, checks that the cache's ring is unchanged.
@@ -602,7 +609,7 @@ fn f02_rejected_token_proofs_consume_nothing() {
     // A thief's key and proof: the token names another key.
     let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
     let thief_pk = thief.public_key().unwrap();
-    let thief_proof = prove::<RustCrypto, _, _>(&mut thief, &mut OsRng, &at(NOW), &w.token, REQ).unwrap().to_bytes();
+    let thief_proof = Prover::new(&mut thief).prove(&mut OsRng, &at(NOW), &w.token, REQ).unwrap().to_bytes();
     assert_eq!(w.verify(&mut cache, NOW, &thief_pk, REQ, &thief_proof), Err(Error::KeyMismatch));
     assert_eq!(w.verify(&mut cache, NOW, &thief_pk, REQ, &proof), Err(Error::KeyMismatch));
     // The genuine key claimed with the thief's proof.
@@ -1092,10 +1099,10 @@ fn f07_an_answered_stateless_challenge_stays_used_across_a_restart() {
     let clock = ManualClock::new(T0);
     let mut s = S::new(mac(), TTL, hk);
     let c = s.issue(&mut OsRng, &clock).unwrap();
-    let b = bind::<RustCrypto>(&c, REQ);
+    let b = bind(&c, REQ);
     s.verify_bound(&clock, &b, REQ).unwrap();
     let pending = s.issue(&mut OsRng, &clock).unwrap();
-    let pb = bind::<RustCrypto>(&pending, REQ);
+    let pb = bind(&pending, REQ);
     let mut snap = vec![0u8; 2048];
     let n = s.snapshot(7, &mut snap).unwrap();
     snap.truncate(n);
@@ -1123,7 +1130,7 @@ fn f07_an_answered_stateless_challenge_stays_used_across_a_restart() {
     // A challenge issued after the restart (1 ms later) verifies, once.
     clock.advance(1);
     let fresh = after.issue(&mut OsRng, &clock).unwrap();
-    let fb = bind::<RustCrypto>(&fresh, REQ);
+    let fb = bind(&fresh, REQ);
     after.verify_bound(&clock, &fb, REQ).unwrap();
     assert_eq!(after.verify_bound(&clock, &fb, REQ), Err(Error::Replay));
 }
@@ -1287,18 +1294,14 @@ fn f11_an_enrollment_answer_names_its_server_and_re_enrollment_is_refused() {
     let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
     // Server B's challenge, relayed by server A: the device answers for A.
     let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
-    let for_a =
-        EnrollmentChallenge::answer::<RustCrypto, _>(server_a.public_key(), challenge.nonce(), device, &mut signer)
-            .unwrap();
+    let for_a = Prover::new(&mut signer).answer_enrollment(server_a.public_key(), challenge.nonce(), device).unwrap();
     assert_eq!(
         challenge.verify::<RustCrypto>(server_b.public_key(), &for_a, &clock).unwrap_err(),
         Error::Authentication
     );
     // Answered for B, it verifies at B.
     let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
-    let for_b =
-        EnrollmentChallenge::answer::<RustCrypto, _>(server_b.public_key(), challenge.nonce(), device, &mut signer)
-            .unwrap();
+    let for_b = Prover::new(&mut signer).answer_enrollment(server_b.public_key(), challenge.nonce(), device).unwrap();
     let enrolled = challenge.verify::<RustCrypto>(server_b.public_key(), &for_b, &clock).unwrap();
     assert_eq!(enrolled.public_key, signer.public_key().unwrap());
 
@@ -1487,7 +1490,7 @@ fn f15_opened_values_do_not_debug_print_their_plaintext() {
 // ---------------------------------------------------------------------------
 
 fn table_verify<const N: usize>(t: &mut ChallengeTable<N>, clock: &ManualClock, c: &Challenge) -> Result<(), Error> {
-    t.verify_bound::<RustCrypto>(clock, &bind::<RustCrypto>(c, REQ), REQ)
+    t.verify_bound::<RustCrypto>(clock, &bind(c, REQ), REQ)
 }
 
 #[test]
@@ -1632,7 +1635,7 @@ fn replays_are_counted_in_the_audit_counters() {
     // Stateless challenge.
     let mut sc = StatelessChallenges::<RustCrypto, 8>::new(Secret::new([9; 32]), 60_000, [4; 16]);
     let ch = sc.issue(&mut OsRng, &clock).unwrap();
-    let b = bind::<RustCrypto>(&ch, REQ);
+    let b = bind(&ch, REQ);
     sc.verify_bound(&clock, &b, REQ).unwrap();
     assert_eq!(sc.verify_bound(&clock, &b, REQ), Err(Error::Replay));
     assert_eq!(sc.verify(&clock, &ch), Err(Error::Replay));

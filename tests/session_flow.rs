@@ -12,6 +12,7 @@
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceId, EnrollmentChallenge, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
+use oncewire::prover::Prover;
 use oncewire::provider::PublicKey;
 use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Peer, Received, Session};
@@ -34,9 +35,7 @@ fn setup() -> Setup {
     let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
     // Enrollment: proof of possession over a fresh server challenge.
     let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
-    let request =
-        EnrollmentChallenge::answer::<RustCrypto, _>(server.public_key(), challenge.nonce(), device, &mut signer)
-            .unwrap();
+    let request = Prover::new(&mut signer).answer_enrollment(server.public_key(), challenge.nonce(), device).unwrap();
     let enrolled = challenge.verify::<RustCrypto>(server.public_key(), &request, &clock).unwrap();
     Setup { server, device, signer, enrolled: (enrolled.device, enrolled.public_key), clock }
 }

@@ -10,14 +10,23 @@
 )]
 
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{StatelessChallenges, bind};
+use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, StatelessChallenges};
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceSigner, SoftwareSigner};
+use oncewire::prover::Prover;
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
-use oncewire::token::{Claims, TokenIssuer, TokenVerifier, prove};
+use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
 use oncewire::{Clock, Error, Expiry, RustCrypto, Secret};
+
+/// `challenge ‖ SHA-256(request)` (SPEC.md §12), computed here from the spec.
+fn bind(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
+    let mut out = [0u8; BINDING_LEN];
+    out[..CHALLENGE_LEN].copy_from_slice(challenge.as_bytes());
+    out[CHALLENGE_LEN..].copy_from_slice(&<RustCrypto as CryptoProvider>::sha256(&[request]));
+    out
+}
 
 const NOW: u64 = 1_767_225_600_000;
 
@@ -64,7 +73,7 @@ fn a_good_token_verifies_with_its_device_proof() {
     let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
     let req = b"POST /unlock";
     let mut proofs = cache();
-    let proof = prove::<RustCrypto, _, _>(&mut w.device, &mut OsRng, &at(NOW), &w.token, req).unwrap();
+    let proof = Prover::new(&mut w.device).prove(&mut OsRng, &at(NOW), &w.token, req).unwrap();
     let pk = w.device.public_key().unwrap();
     let ok = v.verify_bound(&mut proofs, &at(NOW + 1), &w.token, &pk, req, &proof.to_bytes()).unwrap();
     assert!(ok.key_bound());
@@ -79,7 +88,7 @@ fn every_bad_token_is_rejected_with_its_error() {
     let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
     let req = b"POST /unlock";
     let mut proofs = cache();
-    let proof = prove::<RustCrypto, _, _>(&mut w.device, &mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
+    let proof = Prover::new(&mut w.device).prove(&mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
 
     // Signed by another key.
     let other = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut OsRng).unwrap());
@@ -96,7 +105,7 @@ fn every_bad_token_is_rejected_with_its_error() {
     v.verify(&w.token, &at(NOW - 5_000)).unwrap();
     // Bound to another device key: a thief's own key and proof.
     let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
-    let thief_proof = prove::<RustCrypto, _, _>(&mut thief, &mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
+    let thief_proof = Prover::new(&mut thief).prove(&mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
     assert_eq!(
         v.verify_bound(&mut proofs, &at(NOW), &w.token, &thief.public_key().unwrap(), req, &thief_proof).unwrap_err(),
         Error::KeyMismatch
@@ -146,13 +155,13 @@ fn challenges_are_single_use_expiring_unforgeable_and_bound() {
     let c = server.issue(&mut rng, &clock).unwrap();
     assert_eq!(c.expires_at_ms(), clock.now_ms() + 30_000);
     let request = br#"{"op":"transfer","amount":10}"#;
-    let binding = bind::<RustCrypto>(&c, request);
+    let binding = bind(&c, request);
     // Mismatched request.
     assert_eq!(server.verify_bound(&clock, &binding, br#"{"op":"transfer","amount":99}"#), Err(Error::RequestMismatch));
     // Forged: a challenge from a server with another key.
     let other = StatelessChallenges::<RustCrypto, 4>::new(Secret::new([8; 32]), 30_000, [4; 16]);
     let forged = other.issue(&mut rng, &clock).unwrap();
-    assert_eq!(server.verify_bound(&clock, &bind::<RustCrypto>(&forged, request), request), Err(Error::Authentication));
+    assert_eq!(server.verify_bound(&clock, &bind(&forged, request), request), Err(Error::Authentication));
     // Answered once, then a second time.
     server.verify_bound(&clock, &binding, request).unwrap();
     assert_eq!(server.verify_bound(&clock, &binding, request), Err(Error::Replay));
@@ -160,10 +169,7 @@ fn challenges_are_single_use_expiring_unforgeable_and_bound() {
     // Expired.
     let late = server.issue(&mut rng, &clock).unwrap();
     clock.advance(30_001);
-    assert_eq!(
-        server.verify_bound(&clock, &bind::<RustCrypto>(&late, request), request),
-        Err(Error::Expired(Expiry::Challenge))
-    );
+    assert_eq!(server.verify_bound(&clock, &bind(&late, request), request), Err(Error::Expired(Expiry::Challenge)));
 }
 
 #[test]
@@ -174,7 +180,7 @@ fn the_used_set_never_opens_a_replay_hole_under_a_flood() {
     let mut answered = Vec::new();
     for i in 0..200u64 {
         let c = server.issue(&mut rng, &clock).unwrap();
-        let b = bind::<RustCrypto>(&c, &i.to_be_bytes());
+        let b = bind(&c, &i.to_be_bytes());
         server.verify_bound(&clock, &b, &i.to_be_bytes()).unwrap();
         answered.push((b, i));
         clock.advance(7);

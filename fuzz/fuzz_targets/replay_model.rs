@@ -10,8 +10,8 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use oncewire::replay::{CounterWindow, Freshness, NonceRing};
 use oncewire::replay::SnapshotKey;
+use oncewire::replay::{CounterWindow, Freshness, NonceRing};
 use oncewire::{Error, RustCrypto};
 use std::collections::{HashSet, VecDeque};
 

@@ -1,7 +1,7 @@
 //! Enrollment (`SPEC.md` §8.3): a device proves possession of its key by
 //! signing a server challenge that names the server.
 
-use super::{DeviceId, DeviceSigner, verify_signature};
+use super::{DeviceId, verify_signature};
 use crate::error::{Error, Expiry, Result};
 use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, fill_random};
 use rand_core::TryCryptoRng;
@@ -103,30 +103,7 @@ impl EnrollmentChallenge {
         &self.nonce
     }
 
-    /// Device side: signs the challenge of the server whose key is `server`
-    /// (the key the app pins) with the hardware key, and converts the
-    /// signature to the one wire form (raw, low-S).
-    ///
-    /// # Errors
-    /// [`Error::Signer`] if the hardware fails, [`Error::Authentication`] if
-    /// it returned a malformed signature.
-    pub fn answer<P: CryptoProvider, S: DeviceSigner>(
-        server: &PublicKey,
-        challenge: &[u8; 32],
-        device: DeviceId,
-        signer: &mut S,
-    ) -> Result<EnrollmentRequest> {
-        let public_key = signer.public_key()?;
-        let signature = signer
-            .sign_digest(&crate::keyschedule::enrollment_digest::<P>(
-                server,
-                challenge,
-                device.as_bytes(),
-                &public_key,
-            ))?
-            .to_raw_low_s()?;
-        Ok(EnrollmentRequest { device, public_key, signature })
-    }
+    // The device side is `crate::prover::Prover::answer_enrollment`.
 
     /// Server side: checks the answer against this challenge and this
     /// server's key. Consumes the challenge, so it is single-use whatever

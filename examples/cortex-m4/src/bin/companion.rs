@@ -6,8 +6,9 @@
 
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::{debug, hprintln};
-use oncewire::device::{DeviceId, EnrollmentChallenge, SoftwareSigner};
+use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
+use oncewire::prover::Prover;
 use oncewire::provider::PublicKey;
 use oncewire::session::Limits;
 use oncewire::wire::buffer_len;
@@ -116,8 +117,7 @@ fn run() -> Result<(), &'static str> {
     }
     // The answer signs the server's key too (it cannot be relayed to another
     // server), and carries the one wire form of a signature: raw, low-S.
-    let answer = EnrollmentChallenge::answer::<RustCrypto, _>(&server_key, &challenge, device, &mut signer)
-        .map_err(|_| "sign")?;
+    let answer = Prover::new(&mut signer).answer_enrollment(&server_key, &challenge, device).map_err(|_| "sign")?;
     let mut out = [0u8; 256];
     let msg = postcard::to_slice(
         &EnrollAnswer {
