@@ -1,4 +1,4 @@
-//! Counted audit events (DESIGN C11): what a server exports as metrics.
+//! Counted audit events (`SPEC.md` §6): what a server exports as metrics.
 
 use crate::error::Error;
 

@@ -1,4 +1,4 @@
-//! Replay caches for requests that are not session records (DESIGN C14):
+//! Replay caches for requests that are not session records (`SPEC.md` §4.5):
 //! token proofs of possession ([`crate::token`]) and one-shot HPKE requests
 //! ([`crate::request`]).
 //!

@@ -1,4 +1,4 @@
-//! Server challenges bound to requests (DESIGN C8, `SPEC.md` §12).
+//! Server challenges bound to requests (`SPEC.md` §12).
 //!
 //! Like Play Integrity and App Attest nonces or DPoP server nonces: the
 //! server issues an unpredictable, single-use, expiring challenge; the client

@@ -1,4 +1,4 @@
-//! The record layer (DESIGN C2, C3, C4): sealing and opening v1 frames with
+//! The record layer (`SPEC.md` §3, §4): sealing and opening v1 frames with
 //! either nonce strategy, with replay protection committed only after the
 //! tag verifies.
 //!

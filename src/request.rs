@@ -1,4 +1,4 @@
-//! One-shot requests to the server key (DESIGN C10, C14, `SPEC.md` §11.3).
+//! One-shot requests to the server key (`SPEC.md` §11.3).
 //!
 //! A client that has no session can still send the server one request,
 //! sealed with HPKE (RFC 9180, base or auth mode) to the server's public

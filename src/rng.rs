@@ -1,4 +1,4 @@
-//! The RNG seam (DESIGN C11): `rand_core` 0.10 [`TryCryptoRng`].
+//! The RNG seam: `rand_core` 0.10 [`TryCryptoRng`].
 //!
 //! Every function that needs randomness takes `&mut R` where
 //! `R: TryCryptoRng`. A failing generator (a hardware TRNG that reports a

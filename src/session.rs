@@ -1,4 +1,4 @@
-//! Established sessions (DESIGN C6, `SPEC.md` §7.4–7.6): the record layer
+//! Established sessions (`SPEC.md` §7.4, §9): the record layer
 //! after the handshake.
 //!
 //! A [`Session`] seals and opens records with counter nonces under

@@ -1,4 +1,4 @@
-//! Device-bound signed tokens (DESIGN C9, `SPEC.md` §13).
+//! Device-bound signed tokens (`SPEC.md` §13).
 //!
 //! A token is compact binary: postcard [`Claims`] followed by a raw ES256
 //! (ECDSA P-256, SHA-256) signature by the issuer over

@@ -1,4 +1,4 @@
-//! Wire format v1 (DESIGN C1, `SPEC.md` §2).
+//! Wire format v1 (`SPEC.md` §2).
 //!
 //! A sealed frame is `header ‖ ciphertext ‖ tag`. The 36-byte header has a
 //! fixed layout and is the AEAD associated data, taken as the exact bytes
@@ -111,7 +111,7 @@ impl FrameType {
     }
 }
 
-/// How the frame's AEAD nonce is formed (DESIGN C3).
+/// How the frame's AEAD nonce is formed (`SPEC.md` §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]

@@ -1,4 +1,4 @@
-//! Device binding (DESIGN C7, `SPEC.md` §8).
+//! Device binding (`SPEC.md` §8).
 //!
 //! The device key is P-256 and lives in secure hardware: Android Keystore or
 //! StrongBox, the iOS Secure Enclave, or a secure element on I2C. It never

@@ -1,4 +1,4 @@
-//! Session establishment (DESIGN C6, `SPEC.md` §7).
+//! Session establishment (`SPEC.md` §7).
 //!
 //! The pattern is **Noise NK** (`Noise_NK_P256_AESGCM_SHA256`), unmodified in
 //! its two handshake messages, followed by a third message in which the

@@ -1,4 +1,4 @@
-//! The crypto provider seam (DESIGN C13).
+//! The crypto provider seam: every primitive behind one trait.
 //!
 //! Every primitive the protocol uses sits behind [`CryptoProvider`]: detached
 //! AEAD, SHA-256, HMAC/HKDF-SHA256, P-256 key generation, ECDH and ECDSA. The

@@ -1,4 +1,4 @@
-//! Replay protection in bounded memory (DESIGN C4, `SPEC.md` §4).
+//! Replay protection in bounded memory (`SPEC.md` §4).
 //!
 //! - [`CounterWindow`]: an RFC 6479 sliding bitmap for sequence numbers.
 //! - [`NonceRing`]: a fixed-capacity set of recently accepted random nonces
@@ -48,7 +48,7 @@ pub use snapshot::{SNAPSHOT_TAG_LEN, SnapshotKey};
 pub use window::CounterWindow;
 pub(crate) use window::WindowState;
 
-/// Freshness window for timestamps (DESIGN C5).
+/// Freshness window for timestamps (`SPEC.md` §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Freshness {

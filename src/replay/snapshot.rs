@@ -1,4 +1,4 @@
-//! Authenticated replay-state snapshots (DESIGN C4, `SPEC.md` §4.4).
+//! Authenticated replay-state snapshots (`SPEC.md` §4.4).
 //!
 //! A snapshot is `body ‖ tag` where `body = epoch (varint) ‖ state` (postcard)
 //! and `tag = HMAC-SHA256(snapshot key, "oncewire/1 snapshot" ‖ kind ‖
