@@ -69,6 +69,20 @@ impl<P: CryptoProvider, const N: usize> ReplayCache<P, N> {
         }
     }
 
+    /// An empty cache with a state key drawn from `rng`.
+    ///
+    /// # Errors
+    /// [`Error::Rng`].
+    pub fn generate<R: rand_core::TryCryptoRng + ?Sized>(
+        purpose: Purpose,
+        rng: &mut R,
+        freshness: Freshness,
+    ) -> Result<Self> {
+        let mut state_key = Secret::<32>::zero();
+        crate::provider::fill_random(rng, state_key.expose_mut())?;
+        Ok(Self::new(purpose, &state_key, freshness))
+    }
+
     /// An empty cache after a restart without a snapshot: nothing at or below
     /// `floor` is accepted. Take the floor from [`crate::replay::TimeMark::boot`]
     /// (or [`TimeFloor::after_restart`] where the clock is known not to be

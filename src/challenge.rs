@@ -91,9 +91,14 @@ impl Challenge {
 
 /// Splits and checks a binding against the request, in constant time.
 fn split_binding<P: CryptoProvider>(binding: &[u8], request: &[u8]) -> Result<(Challenge, subtle::Choice)> {
+    split_binding_hash(binding, &crate::keyschedule::request_hash::<P>(request))
+}
+
+/// As [`split_binding`], against a request hash computed once.
+fn split_binding_hash(binding: &[u8], request_hash: &[u8; 32]) -> Result<(Challenge, subtle::Choice)> {
     let (c, h) = binding.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
     crate::wire::exact_len(h, 32)?;
-    let matches = crate::keyschedule::request_hash::<P>(request).ct_eq(h);
+    let matches = request_hash.ct_eq(h);
     Ok((Challenge::from_bytes(c)?, matches))
 }
 
@@ -135,6 +140,19 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
         let snapshot_key = SnapshotKey::derive(mac_key.expose());
         let used = NonceRing::new(Self::freshness(ttl_ms), hash_key);
         Self { mac_key, ttl_ms, used, snapshot_key, audit: Audit::new(), _p: PhantomData }
+    }
+
+    /// An issuer with keys drawn from `rng` (they die with it: nothing it
+    /// issued verifies after a restart, so it needs no restart path).
+    ///
+    /// # Errors
+    /// [`Error::Rng`].
+    pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R, ttl_ms: u64) -> Result<Self> {
+        let mut mac = Secret::<32>::zero();
+        let mut hash_key = [0u8; 16];
+        fill_random(rng, mac.expose_mut())?;
+        fill_random(rng, &mut hash_key)?;
+        Ok(Self::new(mac, ttl_ms, hash_key))
     }
 
     /// The freshness window of the used set: an entry's timestamp is its
@@ -273,7 +291,24 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
         }
     }
 
-    fn commit(&mut self, c: &Challenge, now: u64) {
+    /// Pure check of a binding against a request hash (for
+    /// [`crate::bound::BoundRequest`]); commit with [`Self::commit`].
+    pub(crate) fn check_binding(&self, binding: &[u8], request_hash: &[u8; 32], now: u64) -> Result<Challenge> {
+        let (c, matches) = split_binding_hash(binding, request_hash)?;
+        self.check(&c, now)?;
+        if !bool::from(matches) {
+            return Err(Error::RequestMismatch);
+        }
+        Ok(c)
+    }
+
+    /// Counts a rejection.
+    pub(crate) fn reject(&mut self, e: Error) -> Error {
+        let _ = self.record(Err(e));
+        e
+    }
+
+    pub(crate) fn commit(&mut self, c: &Challenge, now: u64) {
         if self.used.commit(&c.id(), c.expires_at_ms(), now) == Some(crate::replay::Commit::EvictedFresh) {
             self.audit.pressure();
         }
@@ -420,10 +455,10 @@ mod tests {
     use crate::clock::ManualClock;
 
     fn bind(c: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
-        crate::prover::Prover::new(
-            crate::device::SoftwareSigner::<RustCrypto>::from_bytes(&Secret::new([1; 32])).unwrap(),
-        )
-        .bind(c, request)
+        let mut out = [0u8; BINDING_LEN];
+        out[..CHALLENGE_LEN].copy_from_slice(c.as_bytes());
+        out[CHALLENGE_LEN..].copy_from_slice(&RustCrypto::sha256(&[request]));
+        out
     }
 
     struct Seq(u8);

@@ -8,6 +8,7 @@
 extern crate std;
 
 pub mod audit;
+pub mod bound;
 pub mod cache;
 pub mod challenge;
 pub mod clock;

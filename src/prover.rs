@@ -119,10 +119,21 @@ impl<S: DeviceSigner, P: CryptoProvider> Prover<S, P> {
         token: &[u8],
         request: &[u8],
     ) -> Result<TokenProof> {
+        self.prove_hash(rng, clock, token, &request_hash::<P>(request))
+    }
+
+    /// [`Self::prove`] over a request hash computed once.
+    pub(crate) fn prove_hash<R: TryCryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        clock: &impl Clock,
+        token: &[u8],
+        request_hash: &[u8; 32],
+    ) -> Result<TokenProof> {
         let mut jti = [0u8; PROOF_JTI_LEN];
         fill_random(rng, &mut jti)?;
         let iat = clock.now_ms();
-        let digest = proof_digest::<P>(token, &request_hash::<P>(request), iat, &jti);
+        let digest = proof_digest::<P>(token, request_hash, iat, &jti);
         let signature = self.signer.sign_digest(&digest)?.to_raw_low_s()?;
         Ok(TokenProof { iat, jti, signature })
     }

@@ -160,6 +160,17 @@ impl<A: HpkeAead, P: CryptoProvider, const N: usize> RequestReceiver<A, P, N> {
         Self { cache: ReplayCache::new(Purpose::Requests, state_key, freshness), _a: PhantomData }
     }
 
+    /// A receiver with a state key drawn from `rng` (it dies with the
+    /// receiver; pair it with a request key that does too).
+    ///
+    /// # Errors
+    /// [`Error::Rng`].
+    pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R, freshness: Freshness) -> Result<Self> {
+        let mut state_key = Secret::<32>::zero();
+        crate::provider::fill_random(rng, state_key.expose_mut())?;
+        Ok(Self::new(&state_key, freshness))
+    }
+
     /// A receiver after a restart without a snapshot, refusing everything at
     /// or below `floor` ([`crate::replay::TimeMark::boot`]).
     pub fn after_restart(state_key: &Secret<32>, freshness: Freshness, floor: TimeFloor) -> Self {

@@ -55,6 +55,9 @@ pub struct Claims<'a> {
     pub cnf: [u8; 32],
 }
 
+/// Longest token a verifier accepts (and an issuer makes): 512 bytes.
+pub const MAX_TOKEN_LEN: usize = 512;
+
 /// Length of a proof's unique id.
 pub const PROOF_JTI_LEN: usize = 16;
 /// Length of an encoded [`TokenProof`]: `iat (8) ‖ jti (16) ‖ signature (64)`.
@@ -110,6 +113,23 @@ impl<P: CryptoProvider> core::fmt::Debug for TokenIssuer<P> {
 }
 
 impl<P: CryptoProvider> TokenIssuer<P> {
+    /// An issuer with a new signing key from `rng`.
+    ///
+    /// # Errors
+    /// [`Error::Rng`].
+    pub fn generate<R: rand_core::TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self> {
+        Ok(Self::new(P::signing_key_generate(rng)?))
+    }
+
+    /// An issuer with the signing key whose private scalar is `secret`
+    /// (persist it as a secret, like the server's static key).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`].
+    pub fn from_bytes(secret: &crate::secret::Secret<32>) -> Result<Self> {
+        Ok(Self::new(P::signing_key_from_bytes(secret)?))
+    }
+
     /// Wraps the issuer's signing key.
     pub fn new(key: P::SigningKey) -> Self {
         let public = P::signing_key_public(&key);
@@ -127,12 +147,17 @@ impl<P: CryptoProvider> TokenIssuer<P> {
         thumbprint::<P>(device_key)
     }
 
-    /// Writes `claims ‖ signature` into `out` and returns its length.
+    /// Writes `claims ‖ signature` into `out` and returns its length (at
+    /// most [`MAX_TOKEN_LEN`]).
     ///
     /// # Errors
-    /// [`Error::BufferTooSmall`], [`Error::Signer`].
+    /// [`Error::BufferTooSmall`], [`Error::PayloadTooLarge`] if the token
+    /// would exceed [`MAX_TOKEN_LEN`], [`Error::Signer`].
     pub fn issue(&self, claims: &Claims<'_>, out: &mut [u8]) -> Result<usize> {
         let n = postcard::to_slice(claims, out).map_err(|_| Error::BufferTooSmall)?.len();
+        if n.saturating_add(P256_SIGNATURE_LEN) > MAX_TOKEN_LEN {
+            return Err(Error::PayloadTooLarge);
+        }
         let (body, rest) = out.split_at_mut(n);
         let sig = P::ecdsa_sign_prehash(&self.key, &token_digest::<P>(body))?;
         rest.get_mut(..P256_SIGNATURE_LEN).ok_or(Error::BufferTooSmall)?.copy_from_slice(&sig);
@@ -161,6 +186,13 @@ impl<'a> VerifiedToken<'a> {
     }
 }
 
+/// A token use that passed every check, not yet recorded.
+pub(crate) struct CheckedUse<'t> {
+    pub(crate) token: VerifiedToken<'t>,
+    pub(crate) id: [u8; 12],
+    pub(crate) iat: u64,
+}
+
 /// Verifies tokens from one issuer for one audience.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenVerifier<'a, P: CryptoProvider = RustCrypto> {
@@ -186,6 +218,9 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
     /// [`Error::Expired`], [`Error::NotYetValid`].
     pub fn verify<'t>(&self, token: &'t [u8], clock: &impl Clock) -> Result<VerifiedToken<'t>> {
         let now_ms = clock.now_ms();
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Error::PayloadTooLarge);
+        }
         let (claims, sig) = postcard::take_from_bytes::<Claims<'t>>(token).map_err(|_| Error::Decode)?;
         crate::wire::exact_len(sig, P256_SIGNATURE_LEN)?;
         let body = token.get(..token.len().saturating_sub(P256_SIGNATURE_LEN)).ok_or(Error::Truncated)?;
@@ -225,24 +260,37 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
         proof: &[u8],
     ) -> Result<VerifiedToken<'t>> {
         let now = clock.now_ms();
-        let r = self.verify(token, clock).and_then(|mut v| {
-            let proof = TokenProof::from_bytes(proof)?;
-            if !bool::from(thumbprint::<P>(device_key).ct_eq(&v.claims.cnf)) {
-                return Err(Error::KeyMismatch);
-            }
-            let digest = proof_digest::<P>(token, &request_hash::<P>(request), proof.iat, &proof.jti);
-            let id = id_of(&digest);
-            cache.check(&id, proof.iat, now)?;
-            verify_signature::<P>(device_key, &digest, &proof.signature)?;
-            v.key_bound = true;
-            Ok((v, id, proof.iat))
-        });
+        let r = TokenProof::from_bytes(proof)
+            .and_then(|proof| self.check_use(cache, clock, token, device_key, &request_hash::<P>(request), &proof));
         match r {
-            Ok((v, id, iat)) => {
-                cache.commit(&id, iat, now);
-                Ok(v)
+            Ok(u) => {
+                cache.commit(&u.id, u.iat, now);
+                Ok(u.token)
             }
             Err(e) => Err(cache.reject(e)),
         }
+    }
+
+    /// Every check of [`Self::verify_bound`], against a request hash,
+    /// without recording anything. Pure.
+    pub(crate) fn check_use<'t, const N: usize>(
+        &self,
+        cache: &ReplayCache<P, N>,
+        clock: &impl Clock,
+        token: &'t [u8],
+        device_key: &PublicKey,
+        request_hash: &[u8; 32],
+        proof: &TokenProof,
+    ) -> Result<CheckedUse<'t>> {
+        let mut v = self.verify(token, clock)?;
+        if !bool::from(thumbprint::<P>(device_key).ct_eq(&v.claims.cnf)) {
+            return Err(Error::KeyMismatch);
+        }
+        let digest = proof_digest::<P>(token, request_hash, proof.iat, &proof.jti);
+        let id = id_of(&digest);
+        cache.check(&id, proof.iat, clock.now_ms())?;
+        verify_signature::<P>(device_key, &digest, &proof.signature)?;
+        v.key_bound = true;
+        Ok(CheckedUse { token: v, id, iat: proof.iat })
     }
 }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 pub const MAX_DEVICE_ID_LEN: usize = 32;
 
 /// A device identifier: 1 to 32 opaque bytes chosen at enrollment.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId {
     bytes: [u8; MAX_DEVICE_ID_LEN],
     len: u8,

@@ -28,7 +28,10 @@ mod enrollment;
 mod id;
 mod signature;
 
-pub use enrollment::{Admission, EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, ReEnrollment};
+pub use enrollment::{
+    Admission, ENROLLMENT_CHALLENGE_LEN, EnrolledDevice, EnrollmentChallenge, EnrollmentIssuer, EnrollmentRequest,
+    MAX_ENROLLMENT_REQUEST_LEN, ReEnrollment,
+};
 pub use id::{DeviceId, MAX_DEVICE_ID_LEN};
 pub(crate) use signature::normalize_s;
 pub use signature::{DeviceSignature, MAX_DER_SIGNATURE_LEN};
@@ -174,6 +177,22 @@ impl<T: DeviceKeys + ?Sized> DeviceKeys for &T {
 impl DeviceKeys for (DeviceId, PublicKey) {
     fn device_key(&self, device: &DeviceId) -> Option<PublicKey> {
         (self.0 == *device).then_some(self.1)
+    }
+}
+
+/// Enrolled devices in a `HashMap` (feature `std`).
+#[cfg(feature = "std")]
+impl<S: core::hash::BuildHasher> DeviceKeys for std::collections::HashMap<DeviceId, PublicKey, S> {
+    fn device_key(&self, device: &DeviceId) -> Option<PublicKey> {
+        self.get(device).copied()
+    }
+}
+
+/// Enrolled devices in a `BTreeMap` (feature `std`).
+#[cfg(feature = "std")]
+impl DeviceKeys for std::collections::BTreeMap<DeviceId, PublicKey> {
+    fn device_key(&self, device: &DeviceId) -> Option<PublicKey> {
+        self.get(device).copied()
     }
 }
 

@@ -50,6 +50,21 @@ impl<P: CryptoProvider> ServerKey<P> {
         Ok(Self { secret, public })
     }
 
+    /// A new server key whose private scalar the caller keeps, to persist it
+    /// and reload it at every start with [`Self::from_bytes`]. Store the
+    /// 32 bytes as a secret (a secrets manager or KMS, encrypted at rest):
+    /// whoever holds them can impersonate the server to every client that
+    /// pins its public key. Rotating it means shipping the new public key to
+    /// the clients first. [`Self::generate`] makes a key that cannot be
+    /// exported.
+    ///
+    /// # Errors
+    /// [`Error::Rng`].
+    pub fn generate_persistent<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<(Self, Secret<32>)> {
+        let secret = crate::provider::p256_secret_bytes::<P, R>(rng)?;
+        Ok((Self::from_bytes(&secret)?, secret))
+    }
+
     /// Imports a server key from its private scalar.
     ///
     /// # Errors

@@ -218,6 +218,23 @@ pub trait CryptoProvider {
     fn ecdsa_verify_prehash(public: &PublicKey, digest: &[u8; 32], sig: &[u8; P256_SIGNATURE_LEN]) -> Result<()>;
 }
 
+/// A fresh, valid P-256 private scalar from the RNG, as bytes: for keys
+/// that must be stored and reloaded (a server's static key, a token
+/// issuer's key). Rejection sampling; 64 failures in a row mean a broken RNG.
+///
+/// # Errors
+/// [`Error::Rng`].
+pub(crate) fn p256_secret_bytes<P: CryptoProvider, R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Secret<32>> {
+    let mut s = Secret::<32>::zero();
+    for _ in 0..64 {
+        fill_random(rng, s.expose_mut())?;
+        if P::p256_ecdh_secret_from_bytes(&s).is_ok() {
+            return Ok(s);
+        }
+    }
+    Err(Error::Rng)
+}
+
 /// Fills `dst` from a fallible cryptographic RNG, mapping failure to [`Error::Rng`].
 ///
 /// # Errors

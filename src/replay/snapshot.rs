@@ -34,6 +34,8 @@ pub(crate) enum Kind {
     Requests = 4,
     /// The replay cache of token proofs.
     Proofs = 5,
+    /// The used set of stateless enrollment challenges.
+    Enrollments = 6,
 }
 
 /// The key that authenticates a receiver's snapshots.
