@@ -24,22 +24,26 @@
     clippy::panic
 )]
 
+use oncewire::bound::{BoundRequest, MAX_BOUND_LEN, Requirements};
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{BINDING_LEN, Challenge, StatelessChallenges};
+use oncewire::challenge::{Challenge, StatelessChallenges};
 use oncewire::clock::SystemClock;
-use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, EnrollmentRequest, ReEnrollment, SoftwareSigner};
+use oncewire::device::{
+    DeviceId, DeviceSigner, EnrollmentIssuer, EnrollmentRequest, MAX_ENROLLMENT_REQUEST_LEN, ReEnrollment,
+    SoftwareSigner,
+};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
-use oncewire::hpke::{Aes256Gcm, KeyPair};
+use oncewire::hpke::KeyPair;
 use oncewire::prover::Prover;
-use oncewire::provider::{CryptoProvider, PublicKey};
+use oncewire::provider::PublicKey;
 use oncewire::replay::Freshness;
-use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
+use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver, RequestSender};
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::session::{Limits, Peer, Received, RequestId, Session};
 use oncewire::table::SessionTable;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
 use oncewire::wire::{Frame, FrameType, HEADER_LEN, buffer_len};
-use oncewire::{Clock, Error, Expiry, RustCrypto, Secret};
+use oncewire::{Clock, Error};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -85,10 +89,10 @@ fn recv(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
 enum AppRequest<'a> {
     Ping(&'a str),
     GetChallenge,
-    /// A high-value order and its binding `challenge ‖ SHA-256(order)`.
+    /// A high-value order and its `BoundRequest` (an answer to a challenge).
     Pay {
         order: &'a [u8],
-        binding: &'a [u8],
+        bound: &'a [u8],
     },
     GetToken {
         lifetime_ms: u64,
@@ -104,14 +108,7 @@ enum AppResponse<'a> {
     Rejected(&'a str),
 }
 
-/// Enrollment answer and token use, outside a session (postcard).
-#[derive(Serialize, Deserialize)]
-struct EnrollAnswer<'a> {
-    device_id: &'a [u8],
-    public_key: &'a [u8],
-    signature: &'a [u8],
-}
-
+/// A token use, outside a session (postcard).
 #[derive(Serialize, Deserialize)]
 struct TokenUse<'a> {
     token: &'a [u8],
@@ -129,39 +126,30 @@ struct Server {
     request_key: KeyPair,
     requests: RequestReceiver,
     tokens: TokenIssuer,
+    verifier: TokenVerifier<'static>,
     proofs: ReplayCache,
-    challenges: StatelessChallenges<RustCrypto, 1024>,
+    challenges: StatelessChallenges,
+    enrollments: EnrollmentIssuer,
     devices: HashMap<DeviceId, PublicKey>,
     table: SessionTable,
-}
-
-struct Enrolled<'a>(&'a HashMap<DeviceId, PublicKey>);
-impl oncewire::device::DeviceKeys for Enrolled<'_> {
-    fn device_key(&self, device: &DeviceId) -> Option<PublicKey> {
-        self.0.get(device).copied()
-    }
 }
 
 impl Server {
     fn new() -> Self {
         let mut rng = OsRng;
-        let mut mac = [0u8; 32];
-        let mut hash_key = [0u8; 16];
-        let mut state_key = [0u8; 32];
-        rng.try_fill_bytes(&mut mac).unwrap();
-        rng.try_fill_bytes(&mut hash_key).unwrap();
-        rng.try_fill_bytes(&mut state_key).unwrap();
         // Every key here is drawn at start and dies with the process, so the
         // replay state needs no snapshot: nothing sealed to these keys before
         // a restart can be opened after it.
-        let state_key = Secret::new(state_key);
+        let tokens: TokenIssuer = TokenIssuer::generate(&mut rng).unwrap();
         Self {
             key: ServerKey::generate(&mut rng).unwrap(),
             request_key: KeyPair::generate(&mut rng).unwrap(),
-            requests: RequestReceiver::new(&state_key, Freshness::DEFAULT),
-            tokens: TokenIssuer::new(RustCrypto::signing_key_generate(&mut rng).unwrap()),
-            proofs: ReplayCache::new(Purpose::TokenProofs, &state_key, Freshness::DEFAULT),
-            challenges: StatelessChallenges::new(Secret::new(mac), 30_000, hash_key),
+            requests: RequestReceiver::generate(&mut rng, Freshness::DEFAULT).unwrap(),
+            verifier: TokenVerifier::new(*tokens.public_key(), "demo-api", 0),
+            tokens,
+            proofs: ReplayCache::generate(Purpose::TokenProofs, &mut rng, Freshness::DEFAULT).unwrap(),
+            challenges: StatelessChallenges::generate(&mut rng, 30_000).unwrap(),
+            enrollments: EnrollmentIssuer::generate(&mut rng, 60_000).unwrap(),
             devices: HashMap::new(),
             table: SessionTable::new(10_000, 1_000),
         }
@@ -187,7 +175,6 @@ impl Server {
     fn connection(&mut self, s: &mut TcpStream) {
         let clock = SystemClock;
         let mut rng = OsRng;
-        let mut enrollment: Option<EnrollmentChallenge> = None;
         while let Some((kind, mut body)) = recv(s) {
             match kind {
                 SERVER_KEY => send(s, SERVER_KEY, self.key.public_key().as_bytes()),
@@ -203,21 +190,14 @@ impl Server {
                         Err(e) => Self::reject(s, "one-shot request", e),
                     }
                 }
-                ENROLL_BEGIN => {
-                    let c = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
-                    send(s, ENROLL_CHALLENGE, c.nonce());
-                    enrollment = Some(c);
-                }
+                // Stateless: the challenge comes back with the answer.
+                ENROLL_BEGIN => send(s, ENROLL_CHALLENGE, &self.enrollments.issue(&mut rng, &clock).unwrap()),
                 ENROLL_ANSWER => {
                     let r = (|| {
-                        let a: EnrollAnswer<'_> = postcard::from_bytes(&body).map_err(|_| Error::Decode)?;
-                        let request = EnrollmentRequest {
-                            device: DeviceId::new(a.device_id)?,
-                            public_key: PublicKey::from_sec1_uncompressed(a.public_key)?,
-                            signature: a.signature.try_into().map_err(|_| Error::Authentication)?,
-                        };
-                        let challenge = enrollment.take().ok_or(Error::Expired(Expiry::Enrollment))?;
-                        let d = challenge.verify::<RustCrypto>(self.key.public_key(), &request, &clock)?;
+                        let (challenge, request): (&[u8; 32], &[u8]) =
+                            body.split_first_chunk().ok_or(Error::Truncated)?;
+                        let request = EnrollmentRequest::from_bytes(request)?;
+                        let d = self.enrollments.verify(self.key.public_key(), challenge, &request, &clock)?;
                         // Re-enrollment is a policy: this server never lets a
                         // new key take over an enrolled id.
                         d.admit(self.devices.get(&d.device), ReEnrollment::Refuse)?;
@@ -234,11 +214,12 @@ impl Server {
                 }
                 FRAME => self.frame(s, &mut body),
                 TOKEN_USE => {
-                    let verifier = TokenVerifier::<RustCrypto>::new(*self.tokens.public_key(), "demo-api", 0);
                     let r = (|| {
                         let u: TokenUse<'_> = postcard::from_bytes(&body).map_err(|_| Error::Decode)?;
                         let pk = PublicKey::from_sec1_uncompressed(u.device_public_key)?;
-                        verifier.verify_bound(&mut self.proofs, &clock, u.token, &pk, u.request, u.proof).map(|_| ())
+                        self.verifier
+                            .verify_bound(&mut self.proofs, &clock, u.token, &pk, u.request, u.proof)
+                            .map(|_| ())
                     })();
                     match r {
                         Ok(()) => send(s, OK, b"token accepted"),
@@ -268,20 +249,13 @@ impl Server {
                     Err(e) => Self::reject(s, "handshake message 1", e),
                 }
             }
-            FrameType::HandshakeFinish => {
-                let devices = Enrolled(&self.devices);
-                match self.table.finish(&clock, frame, &devices) {
-                    Ok(session) => {
-                        println!(
-                            "    server: session {} established with {:?}",
-                            hex(session.session_id()),
-                            session.peer()
-                        );
-                        send(s, OK, b"session established");
-                    }
-                    Err(e) => Self::reject(s, "handshake message 3", e),
+            FrameType::HandshakeFinish => match self.table.finish(&clock, frame, &self.devices) {
+                Ok(session) => {
+                    println!("    server: session {} established with {:?}", hex(session.session_id()), session.peer());
+                    send(s, OK, b"session established");
                 }
-            }
+                Err(e) => Self::reject(s, "handshake message 3", e),
+            },
             _ => {
                 let (session, received) = match self.table.open(&clock, frame) {
                     Ok(x) => x,
@@ -295,7 +269,8 @@ impl Server {
                     Peer::Server(_) => unreachable!("server sessions have device peers"),
                 };
                 let mut scratch = [0u8; 1024];
-                let reply: AppResponse<'_> = match postcard::from_bytes::<AppRequest<'_>>(opened.payload) {
+                let app: Result<AppRequest<'_>, _> = postcard::from_bytes(opened.payload);
+                let reply: AppResponse<'_> = match app {
                     Ok(AppRequest::Ping(t)) => {
                         let text = format!("pong: {t} (device {device:?})");
                         let n = text.len().min(scratch.len());
@@ -307,9 +282,11 @@ impl Server {
                         scratch[..40].copy_from_slice(c.as_bytes());
                         AppResponse::Challenge(&scratch[..40])
                     }
-                    Ok(AppRequest::Pay { order, binding }) => {
-                        match self.challenges.verify_bound(&clock, binding, order) {
-                            Ok(()) => AppResponse::Text("payment accepted"),
+                    Ok(AppRequest::Pay { order, bound }) => {
+                        let need = Requirements::challenge(&mut self.challenges);
+                        let device_key = self.devices[&device];
+                        match BoundRequest::from_bytes(bound).and_then(|b| b.verify(need, &clock, order, &device_key)) {
+                            Ok(_) => AppResponse::Text("payment accepted"),
                             Err(e) => {
                                 println!("    server: rejected payment: Error::{e:?}");
                                 AppResponse::Rejected(match e {
@@ -434,11 +411,12 @@ fn run_client(addr: &str) -> u32 {
 
     println!("3. handshake: Noise NK over P-256, then the device signs the handshake hash");
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (hs, n1) = ClientHandshake::<RustCrypto>::start(server_key, &mut rng, &clock, &mut m1).unwrap();
+    let (hs, n1) = ClientHandshake::start(server_key, &mut rng, &clock, &mut m1).unwrap();
     send(&mut stream, FRAME, &m1[..n1]);
     let (_, m2) = recv(&mut stream).unwrap();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
-    let (session, n3) = hs.finish::<_, 32>(&clock, &m2, device, &mut signer, Limits::DEFAULT, &mut m3).unwrap();
+    let (session, n3): (Session, usize) =
+        hs.finish(&clock, &m2, device, &mut signer, Limits::DEFAULT, &mut m3).unwrap();
     send(&mut stream, FRAME, &m3[..n3]);
     let (kind, _) = recv(&mut stream).unwrap();
     t.ok(
@@ -451,39 +429,44 @@ fn run_client(addr: &str) -> u32 {
     println!("4. sealed requests and responses (each response bound to its request)");
     for text in ["hello", "GET /profile"] {
         let r = c.call(&AppRequest::Ping(text));
-        let shown = r.as_ref().map(|b| format!("{:?}", postcard::from_bytes::<AppResponse<'_>>(b)));
+        let shown = r.as_ref().map(|b| format!("{:?}", response(b)));
         t.ok(&format!("request {text:?}"), r.is_ok(), &format!("{shown:?}"));
     }
 
     println!("5. a high-value request bound to a fresh server challenge");
     let challenge = match c.call(&AppRequest::GetChallenge).map(|b| b.to_vec()) {
-        Ok(b) => match postcard::from_bytes::<AppResponse<'_>>(&b) {
+        Ok(b) => match response(&b) {
             Ok(AppResponse::Challenge(ch)) => Challenge::from_bytes(ch).unwrap(),
             other => panic!("no challenge: {other:?}"),
         },
         Err(e) => panic!("no challenge: {e}"),
     };
     let order = b"pay 10.00 EUR to bob";
-    let binding: [u8; BINDING_LEN] = Prover::new(&mut signer).bind(&challenge, order);
-    let r = c.call(&AppRequest::Pay { order, binding: &binding }).unwrap();
+    let mut out = [0u8; MAX_BOUND_LEN];
+    let b = Prover::new(&mut signer).bound_request(&mut rng, &clock, order, Some(&challenge), None).unwrap();
+    let n = b.to_bytes(&mut out).unwrap();
+    let bound = &out[..n];
+    let r = c.call(&AppRequest::Pay { order, bound }).unwrap();
     let accepted = matches!(postcard::from_bytes(&r), Ok(AppResponse::Text("payment accepted")));
     t.ok("payment with its challenge", accepted, "challenge ‖ SHA-256(order) verified");
-    let r = c.call(&AppRequest::Pay { order, binding: &binding }).unwrap();
+    let r = c.call(&AppRequest::Pay { order, bound }).unwrap();
     let replay = matches!(postcard::from_bytes(&r), Ok(AppResponse::Rejected("Replay")));
     t.ok("the same challenge answered twice", replay, "rejected: Replay");
-    let c2 = match postcard::from_bytes::<AppResponse<'_>>(&c.call(&AppRequest::GetChallenge).unwrap()) {
+    let c2 = match response(&c.call(&AppRequest::GetChallenge).unwrap()) {
         Ok(AppResponse::Challenge(ch)) => Challenge::from_bytes(ch).unwrap(),
         other => panic!("no challenge: {other:?}"),
     };
     let altered = b"pay 9999.00 EUR to mallory";
-    let r = c.call(&AppRequest::Pay { order: altered, binding: &Prover::new(&mut signer).bind(&c2, order) }).unwrap();
+    let mut out = [0u8; MAX_BOUND_LEN];
+    let b = Prover::new(&mut signer).bound_request(&mut rng, &clock, order, Some(&c2), None).unwrap();
+    let n = b.to_bytes(&mut out).unwrap();
+    let bound = &out[..n];
+    let r = c.call(&AppRequest::Pay { order: altered, bound }).unwrap();
     let mismatch = matches!(postcard::from_bytes(&r), Ok(AppResponse::Rejected("RequestMismatch")));
     t.ok("an altered order with a valid challenge", mismatch, "rejected: RequestMismatch");
 
     println!("6. a short-lived token bound to the device key");
-    let token = match postcard::from_bytes::<AppResponse<'_>>(
-        &c.call(&AppRequest::GetToken { lifetime_ms: 60_000 }).unwrap(),
-    ) {
+    let token = match response(&c.call(&AppRequest::GetToken { lifetime_ms: 60_000 }).unwrap()) {
         Ok(AppResponse::Token(tk)) => tk.to_vec(),
         other => panic!("no token: {other:?}"),
     };
@@ -502,17 +485,9 @@ fn run_client(addr: &str) -> u32 {
     let msg = b"unlock door 3";
     let mut one_shot = vec![0u8; REQUEST_OVERHEAD + msg.len()];
     one_shot[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
-    let n = request::seal::<Aes256Gcm, RustCrypto, _>(
-        &mut rng,
-        &server_clock,
-        &request_key,
-        None,
-        ONE_SHOT_INFO,
-        b"",
-        &mut one_shot,
-        msg.len(),
-    )
-    .unwrap();
+    let n = RequestSender::new(request_key)
+        .seal(&mut rng, &server_clock, None, ONE_SHOT_INFO, b"", &mut one_shot, msg.len())
+        .unwrap();
     one_shot.truncate(n);
     let verdict = one_shot_verdict(&mut c.stream, &one_shot);
     t.ok(&format!("one-shot request of {n} bytes"), verdict.starts_with("accepted"), &verdict);
@@ -537,11 +512,10 @@ fn run_client(addr: &str) -> u32 {
     let verdict = c.send_raw(&tampered);
     t.ok("change one byte of a frame", verdict == "Error::Authentication", &verdict);
 
-    let short =
-        match postcard::from_bytes::<AppResponse<'_>>(&c.call(&AppRequest::GetToken { lifetime_ms: 1 }).unwrap()) {
-            Ok(AppResponse::Token(tk)) => tk.to_vec(),
-            other => panic!("no token: {other:?}"),
-        };
+    let short = match response(&c.call(&AppRequest::GetToken { lifetime_ms: 1 }).unwrap()) {
+        Ok(AppResponse::Token(tk)) => tk.to_vec(),
+        other => panic!("no token: {other:?}"),
+    };
     std::thread::sleep(std::time::Duration::from_millis(20));
     let proof = Prover::new(&mut signer).prove(&mut rng, &server_clock, &short, request).unwrap().to_bytes();
     let verdict = use_token(&mut c.stream, &short, &device_pk, &proof, request);
@@ -560,16 +534,24 @@ fn run_client(addr: &str) -> u32 {
 fn enroll(s: &mut TcpStream, server_key: &PublicKey, device: DeviceId, signer: &mut impl DeviceSigner) -> String {
     send(s, ENROLL_BEGIN, &[]);
     let (_, challenge) = recv(s).unwrap();
-    let req = Prover::new(signer).answer_enrollment(server_key, &challenge.try_into().unwrap(), device).unwrap();
-    let mut buf = [0u8; 256];
-    let answer =
-        EnrollAnswer { device_id: device.as_bytes(), public_key: req.public_key.as_bytes(), signature: &req.signature };
-    send(s, ENROLL_ANSWER, postcard::to_slice(&answer, &mut buf).unwrap());
+    let challenge: [u8; 32] = challenge.try_into().unwrap();
+    let req = Prover::new(signer).answer_enrollment(server_key, &challenge, device).unwrap();
+    // The challenge goes back with the answer: the server keeps no state.
+    let mut answer = challenge.to_vec();
+    let mut buf = [0u8; MAX_ENROLLMENT_REQUEST_LEN];
+    let n = req.to_bytes(&mut buf).unwrap();
+    answer.extend_from_slice(&buf[..n]);
+    send(s, ENROLL_ANSWER, &answer);
     match recv(s) {
         Some((OK, text)) => String::from_utf8_lossy(&text).into_owned(),
         Some((REJECTED, why)) => format!("Error::{}", String::from_utf8_lossy(&why)),
         other => format!("unexpected {other:?}"),
     }
+}
+
+/// Decodes a response body.
+fn response(body: &[u8]) -> Result<AppResponse<'_>, postcard::Error> {
+    postcard::from_bytes(body)
 }
 
 fn one_shot_verdict(s: &mut TcpStream, request: &[u8]) -> String {

@@ -89,6 +89,20 @@ pub struct Requirements<'r, 'v, P: CryptoProvider = RustCrypto, const C: usize =
     pub token: Option<(&'r TokenVerifier<'v, P>, &'r mut ReplayCache<P, T>, &'r [u8])>,
 }
 
+impl<'r, 'v, P: CryptoProvider, const C: usize> Requirements<'r, 'v, P, C> {
+    /// Requires an answer to a challenge of `challenges`, and no token.
+    pub fn challenge(challenges: &'r mut StatelessChallenges<P, C>) -> Self {
+        Self { challenges: Some(challenges), token: None }
+    }
+}
+
+impl<'r, 'v, P: CryptoProvider, const T: usize> Requirements<'r, 'v, P, 1024, T> {
+    /// Requires a use of `token`, checked with `verifier` and `cache`, and no challenge.
+    pub fn token(verifier: &'r TokenVerifier<'v, P>, cache: &'r mut ReplayCache<P, T>, token: &'r [u8]) -> Self {
+        Self { challenges: None, token: Some((verifier, cache, token)) }
+    }
+}
+
 impl core::fmt::Debug for Requirements<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Requirements")

@@ -122,6 +122,54 @@ pub fn seal<A: HpkeAead, P: CryptoProvider, R: TryCryptoRng + ?Sized>(
     Ok(total)
 }
 
+/// The client side: seals one-shot requests to one server's request key.
+pub struct RequestSender<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto> {
+    server: PublicKey,
+    _p: PhantomData<(A, P)>,
+}
+
+impl<A: HpkeAead, P: CryptoProvider> core::fmt::Debug for RequestSender<A, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RequestSender").field("server", &self.server).finish_non_exhaustive()
+    }
+}
+
+impl RequestSender {
+    /// A sender to the server whose request key is `server`, with AES-256-GCM
+    /// and the default provider.
+    pub const fn new(server: PublicKey) -> Self {
+        Self { server, _p: PhantomData }
+    }
+}
+
+impl<A: HpkeAead, P: CryptoProvider> RequestSender<A, P> {
+    /// A sender with another AEAD or provider.
+    pub const fn with_suite(server: PublicKey) -> Self {
+        Self { server, _p: PhantomData }
+    }
+
+    /// Seals a request in place (see [`seal`]): the message at
+    /// `buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg_len]`, stamped with
+    /// `clock` (in a session's server time base:
+    /// [`crate::Session::server_clock`]). With `sender`, auth mode.
+    ///
+    /// # Errors
+    /// As [`seal`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal<R: TryCryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        clock: &impl Clock,
+        sender: Option<&KeyPair<P>>,
+        app_info: &[u8],
+        app_aad: &[u8],
+        buf: &mut [u8],
+        msg_len: usize,
+    ) -> Result<usize> {
+        seal::<A, P, R>(rng, clock, &self.server, sender, app_info, app_aad, buf, msg_len)
+    }
+}
+
 /// An opened request: its authenticated timestamp and the plaintext, in
 /// place. `Debug` never shows the plaintext.
 pub struct OpenedRequest<'a> {

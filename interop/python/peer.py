@@ -84,7 +84,8 @@ def main(addr):
         if kind != ENROLL_CHALLENGE or len(challenge) != 32:
             raise ow.ProtocolError(f"ENROLL_BEGIN reply: kind {kind}, {len(challenge)} bytes")
         sig = ow.sign_digest(device_sk, ow.enrollment_digest(server_key, challenge, device_id, device_pub))
-        c.send(ENROLL_ANSWER, ow.pc_bytes(device_id) + ow.pc_bytes(device_pub) + ow.pc_bytes(mangle(sig)))
+        # The challenge goes back with the answer (the server keeps no state).
+        c.send(ENROLL_ANSWER, challenge + ow.pc_bytes(device_id) + ow.pc_bytes(device_pub) + ow.pc_bytes(mangle(sig)))
         return c.recv()
 
     kind, why = enroll(server_pub, ow.high_s)

@@ -32,13 +32,6 @@ enum AppResponse<'a> {
     Text(&'a str),
 }
 
-#[derive(Serialize)]
-struct EnrollAnswer<'a> {
-    device_id: &'a [u8],
-    public_key: &'a [u8],
-    signature: &'a [u8],
-}
-
 // With `--features defmt`, logs go out as defmt frames over semihosting.
 #[cfg(feature = "defmt")]
 use defmt_semihosting as _;
@@ -118,16 +111,11 @@ fn run() -> Result<(), &'static str> {
     // The answer signs the server's key too (it cannot be relayed to another
     // server), and carries the one wire form of a signature: raw, low-S.
     let answer = Prover::new(&mut signer).answer_enrollment(&server_key, &challenge, device).map_err(|_| "sign")?;
-    let mut out = [0u8; 256];
-    let msg = postcard::to_slice(
-        &EnrollAnswer {
-            device_id: answer.device.as_bytes(),
-            public_key: answer.public_key.as_bytes(),
-            signature: &answer.signature,
-        },
-        &mut out,
-    )
-    .map_err(|_| "encode")?;
+    // The challenge goes back with the answer: the server keeps no state.
+    let mut out = [0u8; 32 + oncewire::device::MAX_ENROLLMENT_REQUEST_LEN];
+    out[..32].copy_from_slice(&challenge);
+    let n = answer.to_bytes(&mut out[32..]).map_err(|_| "encode")?;
+    let msg = &out[..32 + n];
     send(&mut uart, kind::ENROLL_ANSWER, msg).map_err(|_| "uart")?;
     if recv(&mut uart, &mut buf)?.0 != kind::OK {
         return Err("enrollment rejected");
