@@ -53,14 +53,15 @@ const NOW: u64 = 1_767_225_600_000;
 const SAMPLES: usize = 100_000;
 
 fn class(rng: &mut BenchRng) -> Class {
-    if rng.random::<bool>() { Class::Left } else { Class::Right }
+    let left: bool = rng.random();
+    if left { Class::Left } else { Class::Right }
 }
 
 fn record_tag(runner: &mut CtRunner, rng: &mut BenchRng) {
     let clock = ManualClock::new(NOW);
     let (key, iv) = (Secret::new([7u8; 32]), [9u8; 12]);
-    let mut tx = CounterSender::<RustCrypto>::new(&key, Secret::new(iv), *b"ct-check", 0).unwrap();
-    let mut rx = CounterReceiver::<RustCrypto>::new(&key, Secret::new(iv), *b"ct-check").unwrap();
+    let mut tx: CounterSender = CounterSender::new(&key, Secret::new(iv), *b"ct-check", 0).unwrap();
+    let mut rx: CounterReceiver = CounterReceiver::new(&key, Secret::new(iv), *b"ct-check").unwrap();
     rx.set_max_failed(u64::MAX);
     let mut frame = vec![0u8; buffer_len(64)];
     let n = tx.seal(&clock, &[0x42; 64], &mut frame).unwrap();
@@ -86,7 +87,7 @@ fn record_tag(runner: &mut CtRunner, rng: &mut BenchRng) {
 /// challenge used, so every sample reaches the same comparison.
 fn challenge_binding(runner: &mut CtRunner, rng: &mut BenchRng, left_at: usize, right_at: usize) {
     let clock = ManualClock::new(NOW);
-    let s = StatelessChallenges::<RustCrypto, 64>::new(Secret::new([0x66; 32]), 30_000, [1; 16]);
+    let s: StatelessChallenges<RustCrypto, 64> = StatelessChallenges::new(Secret::new([0x66; 32]), 30_000, [1; 16]);
     let challenge = s.issue(&mut OsRng, &clock).unwrap();
     let request = b"POST /transfer amount=10";
     let binding = bind(&challenge, request);
@@ -117,19 +118,16 @@ fn challenge_request_hash(runner: &mut CtRunner, rng: &mut BenchRng) {
 fn token_cnf(runner: &mut CtRunner, rng: &mut BenchRng) {
     const TOKENS: usize = 128;
     const TOKEN_SAMPLES: usize = 8_000;
-    let issuer = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut OsRng).unwrap());
-    let verifier = TokenVerifier::<RustCrypto>::new(*issuer.public_key(), "api.example", 5_000);
-    let mut device = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let issuer: TokenIssuer = TokenIssuer::generate(&mut OsRng).unwrap();
+    let verifier: TokenVerifier = TokenVerifier::new(*issuer.public_key(), "api.example", 5_000);
+    let mut device: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
     let device_pk = device.public_key().unwrap();
     let good = issuer.cnf(&device_pk);
     let request = [3u8; 32];
     let clock = ManualClock::new(NOW);
     // Both classes fail at the cnf comparison, before the cache is touched.
-    let cache = RefCell::new(ReplayCache::<RustCrypto, 64>::new(
-        Purpose::TokenProofs,
-        &Secret::new([5; 32]),
-        Freshness::DEFAULT,
-    ));
+    let cache: RefCell<ReplayCache<RustCrypto, 64>> =
+        RefCell::new(ReplayCache::new(Purpose::TokenProofs, &Secret::new([5; 32]), Freshness::DEFAULT));
     let make = |at: usize, jti: u8| {
         let mut cnf = good;
         cnf[at] ^= 0x80;
@@ -202,7 +200,7 @@ fn control_naive_eq(runner: &mut CtRunner, rng: &mut BenchRng) {
 }
 
 fn replay_window_public(runner: &mut CtRunner, rng: &mut BenchRng) {
-    let mut w = CounterWindow::<32>::new();
+    let mut w: CounterWindow<32> = CounterWindow::new();
     for s in (0..4_000u64).step_by(2) {
         w.commit(s);
     }
@@ -224,7 +222,7 @@ fn replay_window_public(runner: &mut CtRunner, rng: &mut BenchRng) {
 
 fn nonce_ring_public(runner: &mut CtRunner, rng: &mut BenchRng) {
     let f = Freshness { max_age_ms: 60_000, max_future_skew_ms: 1_000 };
-    let mut ring = Box::new(NonceRing::<1024>::new(f, rng.random()));
+    let mut ring: Box<NonceRing<1024>> = Box::new(NonceRing::new(f, rng.random()));
     let mut present = Vec::new();
     for _ in 0..1024 {
         let n: [u8; 12] = rng.random();

@@ -9,7 +9,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use oncewire::hpke::{Aes256Gcm, KeyPair};
+use oncewire::hpke::KeyPair;
 use oncewire::provider::CryptoProvider;
 use oncewire::rng::OsRng;
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamOpener, StreamSealer, chunk_buffer_len};
@@ -27,8 +27,8 @@ fn seal_file(device: &KeyPair, input: &Path, output: &Path) -> Result<Vec<usize>
     let mut src = std::fs::File::open(input)?;
     let mut dst = std::io::BufWriter::new(std::fs::File::create(output)?);
     let mut header = [0u8; STREAM_HEADER_LEN];
-    let mut sealer =
-        StreamSealer::<Aes256Gcm>::start(&mut OsRng, device.public_key(), None, b"fw", CHUNK, &mut header)?;
+    let mut sealer: StreamSealer =
+        StreamSealer::start(&mut OsRng, device.public_key(), None, b"fw", CHUNK, &mut header)?;
     dst.write_all(&header)?;
     let mut buf = vec![0u8; chunk_buffer_len(CHUNK)];
     let mut offsets = Vec::new();
@@ -67,7 +67,7 @@ fn open_stream(device: &KeyPair, mut src: impl Read, mut sink: impl Write) -> Re
     let io = |_| Error::Truncated;
     let mut header = [0u8; STREAM_HEADER_LEN];
     src.read_exact(&mut header).map_err(io)?;
-    let mut opener = StreamOpener::<Aes256Gcm>::start(&header, device, None, b"fw")?;
+    let mut opener: StreamOpener = StreamOpener::start(&header, device, None, b"fw")?;
     let mut buf = vec![0u8; chunk_buffer_len(opener.max_chunk())];
     let mut total = 0u64;
     loop {
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     std::fs::write(&plain, &data).unwrap();
     let digest = RustCrypto::sha256(&[&data]);
 
-    let device = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let device: KeyPair = KeyPair::generate(&mut OsRng).unwrap();
     let t = Instant::now();
     let offsets = seal_file(&device, &plain, &sealed).unwrap();
     let seal_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -165,7 +165,7 @@ fn main() -> ExitCode {
     spliced.extend_from_slice(&bytes[offsets[2]..]);
     expect_err("chunk 1 swapped in from another file", attempt(&spliced), Error::Authentication, &mut ok);
     // Another device cannot open it at all.
-    let stranger = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let stranger: KeyPair = KeyPair::generate(&mut OsRng).unwrap();
     let r = open_stream(&stranger, &bytes[..], std::io::sink());
     expect_err("opened with another device's key", r, Error::Authentication, &mut ok);
 
