@@ -11,25 +11,12 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::FailingRng;
 use oncewire::clock::ManualClock;
 use oncewire::replay::{Freshness, NonceRing};
 use oncewire::rng::OsRng;
-
-/// An RNG that always fails: the `Error::Rng` paths.
-struct FailingRng;
-impl oncewire::rng::TryRng for FailingRng {
-    type Error = core::fmt::Error;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Err(core::fmt::Error)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Err(core::fmt::Error)
-    }
-    fn try_fill_bytes(&mut self, _dst: &mut [u8]) -> Result<(), Self::Error> {
-        Err(core::fmt::Error)
-    }
-}
-impl oncewire::rng::TryCryptoRng for FailingRng {}
 use oncewire::wire::buffer_len;
 use oncewire::{CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, RustCrypto, Secret};
 

@@ -17,6 +17,9 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::{FixedRng, load_json, pinned_json};
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceId, DeviceSigner, SoftwareSigner};
 use oncewire::handshake::clock_offset;
@@ -26,30 +29,12 @@ use oncewire::prover::Prover;
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::replay::Freshness;
 use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
-use oncewire::rng::{TryCryptoRng, TryRng};
 use oncewire::token::{Claims, TokenIssuer, TokenProof};
 use oncewire::{RustCrypto, Secret};
 use serde_json::{Value, json};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/digests_v1.json");
 const NOW: u64 = 1_767_225_600_000;
-
-/// Yields the same fixed bytes on every call: a fixed ephemeral key, a fixed jti.
-struct FixedRng(Vec<u8>);
-impl TryRng for FixedRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        unreachable!()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        unreachable!()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        dst.copy_from_slice(&self.0[..dst.len()]);
-        Ok(())
-    }
-}
-impl TryCryptoRng for FixedRng {}
 
 fn scalar(fill: u8) -> [u8; 32] {
     let mut s = [fill; 32];
@@ -106,7 +91,7 @@ fn generate() -> Value {
     let proof_jti = [0x5au8; 16];
     let proof_iat = NOW + 1_000;
     let proof = Prover::new(&mut device)
-        .prove(&mut FixedRng(proof_jti.to_vec()), &ManualClock::new(proof_iat), &token, request_bytes)
+        .prove(&mut FixedRng::new(&proof_jti), &ManualClock::new(proof_iat), &token, request_bytes)
         .unwrap();
     assert_eq!(proof.jti, proof_jti);
     let p_digest =
@@ -121,7 +106,7 @@ fn generate() -> Value {
     req[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
     let clock = ManualClock::new(NOW + 2_000);
     let rn = request::seal::<Aes256Gcm, RustCrypto, _>(
-        &mut FixedRng(eph.to_vec()),
+        &mut FixedRng::new(&eph),
         &clock,
         &server_pk,
         None,
@@ -208,18 +193,13 @@ fn generate() -> Value {
 #[test]
 fn digest_and_request_vectors_are_pinned() {
     let generated = generate();
-    if std::env::var_os("ONCEWIRE_WRITE_VECTORS").is_some() {
-        std::fs::write(PATH, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
-    }
-    let text = std::fs::read_to_string(PATH).expect("tests/data/digests_v1.json exists");
-    let pinned: Value = serde_json::from_str(&text).unwrap();
+    let pinned = pinned_json(PATH, &generated);
     assert_eq!(pinned, generated, "pinned digest vectors differ: the protocol changed");
 }
 
 #[test]
 fn pinned_token_proof_round_trips() {
-    let text = std::fs::read_to_string(PATH).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = load_json(PATH);
     let proof = hex::decode(v["token_proof"]["proof"].as_str().unwrap()).unwrap();
     let p = TokenProof::from_bytes(&proof).unwrap();
     assert_eq!(p.iat.to_string(), v["token_proof"]["iat"].as_str().unwrap());

@@ -16,8 +16,10 @@
     clippy::panic
 )]
 
-use oncewire::clock::ManualClock;
-use oncewire::device::{DeviceId, DeviceSigner, SoftwareSigner};
+mod common;
+
+use common::Harness;
+use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientAwaitResponse, ClientHandshake, MAX_HANDSHAKE_LEN, ServerAwaitFinish, ServerKey};
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::rng::OsRng;
@@ -29,64 +31,39 @@ use oncewire::{Clock, Error, Expiry, RustCrypto};
 /// and the one-byte postcard length (65).
 const E_AT: core::ops::Range<usize> = HEADER_LEN + 1..HEADER_LEN + 66;
 
-struct World {
-    server: ServerKey,
-    device: DeviceId,
-    signer: SoftwareSigner,
-    enrolled: (DeviceId, PublicKey),
-    clock: ManualClock,
-}
-
-fn world() -> World {
-    let mut rng = OsRng;
-    let server = ServerKey::<RustCrypto>::generate(&mut rng).unwrap();
-    let device = DeviceId::new(b"lock-0042").unwrap();
-    let signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
-    let enrolled = (device, signer.public_key().unwrap());
-    World { server, device, signer, enrolled, clock: ManualClock::new(1_767_225_600_000) }
-}
-
 type Msg = ([u8; MAX_HANDSHAKE_LEN], usize);
 
-fn msg1(w: &World, pinned: PublicKey) -> (ClientAwaitResponse, Msg) {
+fn msg1(w: &Harness, pinned: PublicKey) -> (ClientAwaitResponse, Msg) {
     let mut m = [0u8; MAX_HANDSHAKE_LEN];
     let (c, n) = ClientHandshake::<RustCrypto>::start(pinned, &mut OsRng, &w.clock, &mut m).unwrap();
     (c, (m, n))
 }
 
-fn msg2(w: &World, m1: &Msg) -> (ServerAwaitFinish, Msg) {
+fn msg2(w: &Harness, m1: &Msg) -> (ServerAwaitFinish, Msg) {
     let mut m = [0u8; MAX_HANDSHAKE_LEN];
     let (p, n) = w.server.accept(&mut OsRng, &w.clock, &m1.0[..m1.1], Limits::DEFAULT, &mut m).unwrap();
     (p, (m, n))
 }
 
-fn msg3(w: &mut World, c: ClientAwaitResponse, m2: &Msg) -> (Session, Msg) {
+fn msg3(w: &mut Harness, c: ClientAwaitResponse, m2: &Msg) -> (Session, Msg) {
     let mut m = [0u8; MAX_HANDSHAKE_LEN];
     let (s, n) = c.finish::<_, 32>(&w.clock, &m2.0[..m2.1], w.device, &mut w.signer, Limits::DEFAULT, &mut m).unwrap();
     (s, (m, n))
 }
 
-fn client_finish(w: &mut World, c: ClientAwaitResponse, m2: &[u8]) -> Result<Session, Error> {
+fn client_finish(w: &mut Harness, c: ClientAwaitResponse, m2: &[u8]) -> Result<Session, Error> {
     let mut m = [0u8; MAX_HANDSHAKE_LEN];
     c.finish::<_, 32>(&w.clock, m2, w.device, &mut w.signer, Limits::DEFAULT, &mut m).map(|(s, _)| s)
 }
 
-fn server_accept(w: &World, m1: &[u8]) -> Result<ServerAwaitFinish, Error> {
+fn server_accept(w: &Harness, m1: &[u8]) -> Result<ServerAwaitFinish, Error> {
     let mut m = [0u8; MAX_HANDSHAKE_LEN];
     w.server.accept(&mut OsRng, &w.clock, m1, Limits::DEFAULT, &mut m).map(|(p, _)| p)
 }
 
-fn server_finish(w: &World, p: ServerAwaitFinish, m3: &Msg) -> Result<Session, Error> {
+fn server_finish(w: &Harness, p: ServerAwaitFinish, m3: &Msg) -> Result<Session, Error> {
     let mut copy = m3.0;
     p.finish::<_, 32>(&w.clock, &mut copy[..m3.1], &w.enrolled)
-}
-
-fn handshake(w: &mut World) -> (Session, Session) {
-    let (c, m1) = msg1(w, *w.server.public_key());
-    let (p, m2) = msg2(w, &m1);
-    let (cs, m3) = msg3(w, c, &m2);
-    let ss = server_finish(w, p, &m3).unwrap();
-    (cs, ss)
 }
 
 fn other_point() -> PublicKey {
@@ -97,8 +74,8 @@ fn other_point() -> PublicKey {
 /// fail because of what they change, not because the setup is broken).
 #[test]
 fn genuine_run_completes() {
-    let mut w = world();
-    let (mut c, mut s) = handshake(&mut w);
+    let mut w = Harness::new();
+    let (mut c, mut s) = w.handshake(Limits::DEFAULT);
     let mut f = vec![0u8; buffer_len(2)];
     let n = c.seal(&w.clock, b"hi", &mut f).unwrap();
     assert!(matches!(s.open_in_place(&w.clock, &mut f[..n]).unwrap(), Received::Record(o, _) if o.payload == b"hi"));
@@ -106,7 +83,7 @@ fn genuine_run_completes() {
 
 #[test]
 fn mitm_substitutes_the_client_ephemeral() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (c, mut m1) = msg1(&w, *w.server.public_key());
     let genuine = m1;
     // Swapping in another valid point breaks message 1's tag (es changes).
@@ -136,7 +113,7 @@ fn mitm_substitutes_the_client_ephemeral() {
 
 #[test]
 fn mitm_substitutes_the_server_ephemeral() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (c, m1) = msg1(&w, *w.server.public_key());
     let (pending, mut m2) = msg2(&w, &m1);
     m2.0[E_AT].copy_from_slice(other_point().as_bytes());
@@ -150,7 +127,7 @@ fn mitm_substitutes_the_server_ephemeral() {
 
 #[test]
 fn an_invalid_ephemeral_point_is_rejected() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (_, mut m1) = msg1(&w, *w.server.public_key());
     m1.0[E_AT.start + 64] ^= 1; // off the curve
     assert_eq!(server_accept(&w, &m1.0[..m1.1]).unwrap_err(), Error::InvalidKey);
@@ -162,7 +139,7 @@ fn an_invalid_ephemeral_point_is_rejected() {
 
 #[test]
 fn a_wrong_server_static_key_fails() {
-    let mut w = world();
+    let mut w = Harness::new();
     // The client pinned another key: the real server cannot read message 1.
     let (_, m1) = msg1(&w, other_point());
     assert_eq!(server_accept(&w, &m1.0[..m1.1]).unwrap_err(), Error::Authentication);
@@ -191,7 +168,7 @@ fn a_wrong_server_static_key_fails() {
 
 #[test]
 fn a_wrong_or_unenrolled_device_key_fails() {
-    let mut w = world();
+    let mut w = Harness::new();
     // Enrolled device id, but the handshake is signed by another key.
     let (c, m1) = msg1(&w, *w.server.public_key());
     let (p, m2) = msg2(&w, &m1);
@@ -211,7 +188,7 @@ fn a_wrong_or_unenrolled_device_key_fails() {
 
 #[test]
 fn replayed_handshake_messages_do_not_yield_a_session() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (c, m1) = msg1(&w, *w.server.public_key());
     let (p, m2) = msg2(&w, &m1);
     let (_client_session, m3) = msg3(&mut w, c, &m2);
@@ -241,7 +218,7 @@ fn replayed_handshake_messages_do_not_yield_a_session() {
 
 #[test]
 fn replayed_message_3_is_rejected_by_the_established_session() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (c, m1) = msg1(&w, *w.server.public_key());
     let (p, m2) = msg2(&w, &m1);
     let (_cs, m3) = msg3(&mut w, c, &m2);
@@ -254,7 +231,7 @@ fn replayed_message_3_is_rejected_by_the_established_session() {
 
 #[test]
 fn reflected_messages_are_refused() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (c, m1) = msg1(&w, *w.server.public_key());
     // Message 1 reflected to the client as if it were message 2.
     assert_eq!(client_finish(&mut w, c, &m1.0[..m1.1]).unwrap_err(), Error::UnexpectedFrame);
@@ -262,7 +239,7 @@ fn reflected_messages_are_refused() {
     let (_, m2) = msg2(&w, &m1);
     assert_eq!(server_accept(&w, &m2.0[..m2.1]).unwrap_err(), Error::UnexpectedFrame);
     // A record reflected back to its sender: the other direction's key.
-    let (mut cs, _ss) = handshake(&mut w);
+    let (mut cs, _ss) = w.handshake(Limits::DEFAULT);
     let mut f = vec![0u8; buffer_len(4)];
     let n = cs.seal(&w.clock, b"ping", &mut f).unwrap();
     let before = cs.window().clone();
@@ -272,7 +249,7 @@ fn reflected_messages_are_refused() {
 
 #[test]
 fn truncated_or_reordered_transcripts_fail() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (c, m1) = msg1(&w, *w.server.public_key());
     for cut in [0, 1, HEADER_LEN - 1, HEADER_LEN, m1.1 - 1] {
         assert!(server_accept(&w, &m1.0[..cut]).is_err(), "message 1 cut to {cut} bytes");
@@ -295,7 +272,7 @@ fn truncated_or_reordered_transcripts_fail() {
 
 #[test]
 fn version_downgrade_and_header_edits_fail() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (_, m1) = msg1(&w, *w.server.public_key());
     for v in [0u8, 2, 0xff] {
         let mut m = m1;
@@ -315,9 +292,9 @@ fn version_downgrade_and_header_edits_fail() {
 
 #[test]
 fn a_frame_from_one_session_does_not_open_in_another() {
-    let mut w = world();
-    let (mut a_client, _a_server) = handshake(&mut w);
-    let (_b_client, mut b_server) = handshake(&mut w);
+    let mut w = Harness::new();
+    let (mut a_client, _a_server) = w.handshake(Limits::DEFAULT);
+    let (_b_client, mut b_server) = w.handshake(Limits::DEFAULT);
     let mut f = vec![0u8; buffer_len(5)];
     let n = a_client.seal(&w.clock, b"hello", &mut f).unwrap();
     let before = b_server.window().clone();
@@ -330,8 +307,8 @@ fn a_frame_from_one_session_does_not_open_in_another() {
 
 #[test]
 fn swapped_responses_are_rejected() {
-    let mut w = world();
-    let (mut c, mut s) = handshake(&mut w);
+    let mut w = Harness::new();
+    let (mut c, mut s) = w.handshake(Limits::DEFAULT);
     let mut reqs = Vec::new();
     for body in [b"pay 10".as_slice(), b"pay 99"] {
         let mut f = vec![0u8; buffer_len(body.len())];
@@ -360,7 +337,7 @@ fn swapped_responses_are_rejected() {
 
 #[test]
 fn message_3_after_the_handshake_timeout_is_refused() {
-    let mut w = world();
+    let mut w = Harness::new();
     let (c, m1) = msg1(&w, *w.server.public_key());
     let (p, m2) = msg2(&w, &m1);
     let (_cs, m3) = msg3(&mut w, c, &m2);

@@ -18,6 +18,9 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::pinned_json;
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
@@ -128,10 +131,6 @@ fn generate() -> Value {
 #[test]
 fn handshake_vectors_are_pinned() {
     let generated = generate();
-    if std::env::var_os("ONCEWIRE_WRITE_VECTORS").is_some() {
-        std::fs::write(PATH, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
-    }
-    let text = std::fs::read_to_string(PATH).expect("tests/data/handshake_v1.json exists");
-    let pinned: Value = serde_json::from_str(&text).unwrap();
+    let pinned = pinned_json(PATH, &generated);
     assert_eq!(pinned, generated, "pinned handshake vectors differ: the protocol changed");
 }

@@ -13,14 +13,17 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::{Harness, T0, bind, open_counter, seal_counter};
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, ChallengeTable, StatelessChallenges};
+use oncewire::challenge::{Challenge, ChallengeTable, StatelessChallenges};
 use oncewire::clock::ManualClock;
 use oncewire::device::{
     Admission, DeviceId, DeviceSignature, DeviceSigner, EnrollmentChallenge, ReEnrollment, SoftwareSigner,
     verify_signature,
 };
-use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey, clock_offset};
+use oncewire::handshake::{ServerKey, clock_offset};
 use oncewire::hpke::{Aes256Gcm, ENC_LEN, KeyPair};
 use oncewire::prover::Prover;
 use oncewire::provider::{CryptoProvider, PublicKey};
@@ -42,16 +45,6 @@ use proptest::prelude::*;
 use std::collections::{HashSet, VecDeque};
 use std::sync::OnceLock;
 
-/// `challenge ‖ SHA-256(request)` (SPEC.md §12), computed here from the spec.
-fn bind(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
-    let mut out = [0u8; BINDING_LEN];
-    out[..CHALLENGE_LEN].copy_from_slice(challenge.as_bytes());
-    out[CHALLENGE_LEN..].copy_from_slice(&<RustCrypto as CryptoProvider>::sha256(&[request]));
-    out
-}
-
-/// 2026-01-01T00:00:00Z.
-const T0: u64 = 1_767_225_600_000;
 const F: Freshness = Freshness::DEFAULT;
 const KID: [u8; 8] = *b"key-0001";
 const SID: [u8; 8] = *b"sess-001";
@@ -66,42 +59,6 @@ const ORDER: [u8; 32] = [
 // ---------------------------------------------------------------------------
 // Sessions
 // ---------------------------------------------------------------------------
-
-struct Setup {
-    server: ServerKey,
-    device: DeviceId,
-    signer: SoftwareSigner,
-    enrolled: (DeviceId, PublicKey),
-    clock: ManualClock,
-}
-
-fn setup() -> Setup {
-    let mut rng = OsRng;
-    let clock = ManualClock::new(T0);
-    let server = ServerKey::<RustCrypto>::generate(&mut rng).unwrap();
-    let device = DeviceId::new(b"lock-0042").unwrap();
-    let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
-    let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
-    let request = Prover::new(&mut signer).answer_enrollment(server.public_key(), challenge.nonce(), device).unwrap();
-    let enrolled = challenge.verify::<RustCrypto>(server.public_key(), &request, &clock).unwrap();
-    Setup { server, device, signer, enrolled: (enrolled.device, enrolled.public_key), clock }
-}
-
-/// Runs the handshake; returns (client, server).
-fn handshake(s: &mut Setup, server_limits: Limits, client_limits: Limits) -> (Session, Session) {
-    let mut rng = OsRng;
-    let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (client, n1) =
-        ClientHandshake::<RustCrypto>::start(*s.server.public_key(), &mut rng, &s.clock, &mut m1).unwrap();
-    let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
-    let (pending, n2) = s.server.accept(&mut rng, &s.clock, &m1[..n1], server_limits, &mut m2).unwrap();
-    let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
-    let (client_session, n3) =
-        client.finish::<_, 32>(&s.clock, &m2[..n2], s.device, &mut s.signer, client_limits, &mut m3).unwrap();
-    let server_session = pending.finish::<_, 32>(&s.clock, &mut m3[..n3], &s.enrolled).unwrap();
-    assert_eq!(client_session.clock_offset_ms(), 0);
-    (client_session, server_session)
-}
 
 fn seal_record(c: &mut Session, clock: &ManualClock, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; buffer_len(payload.len())];
@@ -701,8 +658,8 @@ proptest! {
 
 #[test]
 fn f03_a_withheld_response_does_not_answer_a_request_of_the_next_generation() {
-    let mut s = setup();
-    let (mut c, mut sv) = handshake(&mut s, Limits::DEFAULT, Limits::DEFAULT);
+    let mut s = Harness::new();
+    let (mut c, mut sv) = s.handshake(Limits::DEFAULT);
     let clock = s.clock.clone();
     // Request seq 1 under generation 0 (message 3 used seq 0).
     let mut f = vec![0u8; buffer_len(8)];
@@ -755,8 +712,8 @@ fn f03_a_withheld_response_does_not_answer_a_request_of_the_next_generation() {
 fn f04_a_withheld_session_record_is_stale() {
     assert_eq!(Limits::DEFAULT.freshness, Some(Freshness::DEFAULT));
     assert_eq!(Freshness::DEFAULT, Freshness { max_age_ms: 30_000, max_future_skew_ms: 5_000 });
-    let mut s = setup();
-    let (mut c, mut sv) = handshake(&mut s, Limits::DEFAULT, Limits::DEFAULT);
+    let mut s = Harness::new();
+    let (mut c, mut sv) = s.handshake(Limits::DEFAULT);
     let clock = s.clock.clone();
     let withheld = seal_record(&mut c, &clock, b"open the door");
     let edge = seal_record(&mut c, &clock, b"edge");
@@ -773,8 +730,8 @@ fn f04_a_withheld_session_record_is_stale() {
     assert_eq!(open_record(&mut sv, &clock, &fresh).unwrap(), b"now");
 
     // With the check switched off on the server, the same withheld record is accepted.
-    let mut s = setup();
-    let (mut c, mut sv) = handshake(&mut s, Limits { freshness: None, ..Limits::DEFAULT }, Limits::DEFAULT);
+    let mut s = Harness::new();
+    let (mut c, mut sv) = s.handshake(Limits { freshness: None, ..Limits::DEFAULT });
     let clock = s.clock.clone();
     let withheld = seal_record(&mut c, &clock, b"open the door");
     clock.advance(31_000);
@@ -795,28 +752,6 @@ fn counter_tx(key: u8, sid: [u8; 8]) -> CounterSender {
 
 fn counter_rx(key: u8, sid: [u8; 8]) -> CounterReceiver<RustCrypto, 4> {
     CounterReceiver::<RustCrypto, 4>::new(&counter_key(key), Secret::new([0x11; 12]), sid).unwrap().with_freshness(F)
-}
-
-fn seal_counter(tx: &mut CounterSender, clock: &ManualClock, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; buffer_len(payload.len())];
-    let n = tx.seal(clock, payload, &mut f).unwrap();
-    f.truncate(n);
-    f
-}
-
-fn open_counter<const W: usize>(
-    rx: &mut CounterReceiver<RustCrypto, W>,
-    clock: &ManualClock,
-    frame: &[u8],
-) -> Result<Vec<u8>, Error> {
-    let mut buf = frame.to_vec();
-    let window = rx.window().clone();
-    let r = rx.open_in_place(clock, &mut buf).map(|o| o.payload.to_vec());
-    if let Err(e) = r {
-        assert_eq!(buf, frame, "a rejected frame was changed ({e:?})");
-        assert_eq!(rx.window(), &window, "a rejected frame moved the window ({e:?})");
-    }
-    r
 }
 
 /// 40 crafted bytes: a plausible body and a made-up tag.
@@ -1247,8 +1182,8 @@ fn f09_nonce_ring_debug_does_not_print_the_hash_key() {
 
 #[test]
 fn f10_after_the_integrity_limit_even_a_genuine_key_update_is_refused() {
-    let mut s = setup();
-    let (mut c, mut sv) = handshake(&mut s, Limits { max_failed_per_key: 3, ..Limits::DEFAULT }, Limits::DEFAULT);
+    let mut s = Harness::new();
+    let (mut c, mut sv) = s.handshake(Limits { max_failed_per_key: 3, ..Limits::DEFAULT });
     let clock = s.clock.clone();
     for i in 0..3 {
         assert!(!sv.needs_rehandshake(), "after {i} forgeries");
@@ -1372,9 +1307,9 @@ fn f13_long_lived_keys_refuse_oversized_payloads() {
 
 #[test]
 fn f13_sessions_count_aes_blocks_and_one_shot_receivers_count_forgeries() {
-    let mut s = setup();
+    let mut s = Harness::new();
     let limits = Limits { max_blocks_per_key: 100, ..Limits::DEFAULT };
-    let (mut c, mut sv) = handshake(&mut s, limits, limits);
+    let (mut c, mut sv) = s.handshake_with(limits, limits);
     let clock = s.clock.clone();
     // 2 KiB = 128 + 1 blocks: over the cap. Nothing is consumed.
     let mut out = vec![0u8; buffer_len(2048)];
@@ -1407,8 +1342,8 @@ fn f13_sessions_count_aes_blocks_and_one_shot_receivers_count_forgeries() {
 
 #[test]
 fn f14_a_key_update_frame_with_a_payload_is_malformed() {
-    let mut s = setup();
-    let (mut c, mut sv) = handshake(&mut s, Limits::DEFAULT, Limits::DEFAULT);
+    let mut s = Harness::new();
+    let (mut c, mut sv) = s.handshake(Limits::DEFAULT);
     let clock = s.clock.clone();
     let frame = seal_record(&mut c, &clock, b"not empty");
     assert_eq!(frame[1], 0x01);
@@ -1444,8 +1379,8 @@ fn f15_opened_values_do_not_debug_print_their_plaintext() {
     assert!(leaks.is_err(), "the check would not catch a leak");
 
     // Session: Received and Opened.
-    let mut s = setup();
-    let (mut c, mut sv) = handshake(&mut s, Limits::DEFAULT, Limits::DEFAULT);
+    let mut s = Harness::new();
+    let (mut c, mut sv) = s.handshake(Limits::DEFAULT);
     let clock = s.clock.clone();
     let mut f = seal_record(&mut c, &clock, SECRET_TEXT);
     let received = sv.open_in_place(&clock, &mut f).unwrap();
@@ -1591,8 +1526,8 @@ fn replays_are_counted_in_the_audit_counters() {
     let clock = ManualClock::new(T0);
 
     // Session record.
-    let mut s = setup();
-    let (mut c, mut sv) = handshake(&mut s, Limits::DEFAULT, Limits::DEFAULT);
+    let mut s = Harness::new();
+    let (mut c, mut sv) = s.handshake(Limits::DEFAULT);
     let frame = seal_record(&mut c, &s.clock, b"x");
     open_record(&mut sv, &s.clock, &frame).unwrap();
     let before = sv.audit().replay_rejected;

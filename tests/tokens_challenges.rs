@@ -9,8 +9,11 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::bind;
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, StatelessChallenges};
+use oncewire::challenge::StatelessChallenges;
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceSigner, SoftwareSigner};
 use oncewire::prover::Prover;
@@ -19,14 +22,6 @@ use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
 use oncewire::{Clock, Error, Expiry, RustCrypto, Secret};
-
-/// `challenge ‖ SHA-256(request)` (SPEC.md §12), computed here from the spec.
-fn bind(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
-    let mut out = [0u8; BINDING_LEN];
-    out[..CHALLENGE_LEN].copy_from_slice(challenge.as_bytes());
-    out[CHALLENGE_LEN..].copy_from_slice(&<RustCrypto as CryptoProvider>::sha256(&[request]));
-    out
-}
 
 const NOW: u64 = 1_767_225_600_000;
 

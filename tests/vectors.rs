@@ -14,30 +14,15 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::{FixedRng, load_json, pinned_json};
 use oncewire::clock::ManualClock;
 use oncewire::replay::{Freshness, NonceRing};
-use oncewire::rng::{TryCryptoRng, TryRng};
 use oncewire::{CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, RustCrypto, Secret};
 use serde_json::{Value, json};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/frames_v1.json");
-
-/// Yields fixed bytes: the one-shot nonce of a vector.
-struct FixedRng([u8; 12]);
-impl TryRng for FixedRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        unreachable!()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        unreachable!()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        dst.copy_from_slice(&self.0[..dst.len()]);
-        Ok(())
-    }
-}
-impl TryCryptoRng for FixedRng {}
 
 /// u64 values are decimal strings in every vector file: JSON numbers above
 /// 2^53 lose precision in JavaScript's `JSON.parse`.
@@ -150,56 +135,36 @@ fn seal_oneshot(v: &SealedIn) -> Vec<u8> {
         OneShotSender::<_, RustCrypto>::boot(&Secret::new(v.key), v.key_id, oncewire::store::VolatileStore::new(), 1)
             .unwrap();
     let mut buf = vec![0u8; oncewire::wire::buffer_len(v.payload.len())];
-    let n = tx.seal(&mut FixedRng(v.nonce), &clock, &v.payload, &mut buf).unwrap();
+    let n = tx.seal(&mut FixedRng::new(&v.nonce), &clock, &v.payload, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
 
 /// Malformed variants of the first record vector: (name, frame, error).
 fn invalid_frames(good: &[u8]) -> Vec<(&'static str, Vec<u8>, Error)> {
-    let mut out = Vec::new();
-    let mut f = good.to_vec();
-    f[0] = 0x02;
-    out.push(("bad-version", f, Error::UnsupportedVersion(2)));
-    let mut f = good.to_vec();
-    f[1] = 0x7e;
-    out.push(("unknown-type", f, Error::UnknownFrameType(0x7e)));
-    let mut f = good.to_vec();
-    f[2] = 0x02;
-    out.push(("strategy-mismatch", f, Error::Malformed));
-    let mut f = good.to_vec();
-    f[3] = 0x80;
-    out.push(("reserved-nonzero", f, Error::Malformed));
-    let mut f = good.to_vec();
-    f[12] = 0x01;
-    out.push(("counter-padding-nonzero", f, Error::Malformed));
-    let mut f = good.to_vec();
-    f[1] = 0x04;
-    out.push(("key-update-with-payload", f, Error::Malformed));
-    let mut f = good.to_vec();
-    f.push(0);
-    out.push(("trailing-byte", f, Error::TrailingBytes));
-    out.push(("truncated-tag", good[..good.len() - 1].to_vec(), Error::Truncated));
-    out.push(("header-only-prefix", good[..20].to_vec(), Error::Truncated));
-    let mut f = good.to_vec();
-    f[35] += 1;
-    out.push(("length-says-longer", f, Error::Truncated));
-    let mut f = good.to_vec();
-    f[35] -= 1;
-    out.push(("length-says-shorter", f, Error::TrailingBytes));
-    let mut f = good.to_vec();
-    f[4] ^= 0x01;
-    out.push(("wrong-session-id", f, Error::UnknownSession));
-    let mut f = good.to_vec();
-    *f.last_mut().unwrap() ^= 0x01;
-    out.push(("bad-tag", f, Error::Authentication));
-    let mut f = good.to_vec();
-    f[36] ^= 0x80;
-    out.push(("bad-ciphertext", f, Error::Authentication));
-    let mut f = good.to_vec();
-    f[31] ^= 0x01;
-    out.push(("timestamp-changed", f, Error::Authentication));
-    out
+    let edited = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut f = good.to_vec();
+        edit(&mut f);
+        f
+    };
+    let last = good.len() - 1;
+    vec![
+        ("bad-version", edited(&|f| f[0] = 0x02), Error::UnsupportedVersion(2)),
+        ("unknown-type", edited(&|f| f[1] = 0x7e), Error::UnknownFrameType(0x7e)),
+        ("strategy-mismatch", edited(&|f| f[2] = 0x02), Error::Malformed),
+        ("reserved-nonzero", edited(&|f| f[3] = 0x80), Error::Malformed),
+        ("counter-padding-nonzero", edited(&|f| f[12] = 0x01), Error::Malformed),
+        ("key-update-with-payload", edited(&|f| f[1] = 0x04), Error::Malformed),
+        ("trailing-byte", edited(&|f| f.push(0)), Error::TrailingBytes),
+        ("truncated-tag", good[..last].to_vec(), Error::Truncated),
+        ("header-only-prefix", good[..20].to_vec(), Error::Truncated),
+        ("length-says-longer", edited(&|f| f[35] += 1), Error::Truncated),
+        ("length-says-shorter", edited(&|f| f[35] -= 1), Error::TrailingBytes),
+        ("wrong-session-id", edited(&|f| f[4] ^= 0x01), Error::UnknownSession),
+        ("bad-tag", edited(&|f| f[last] ^= 0x01), Error::Authentication),
+        ("bad-ciphertext", edited(&|f| f[36] ^= 0x80), Error::Authentication),
+        ("timestamp-changed", edited(&|f| f[31] ^= 0x01), Error::Authentication),
+    ]
 }
 
 fn generate() -> Value {
@@ -254,17 +219,13 @@ fn generate() -> Value {
 }
 
 fn load() -> Value {
-    let text = std::fs::read_to_string(PATH).expect("tests/data/frames_v1.json exists");
-    serde_json::from_str(&text).expect("valid JSON")
+    load_json(PATH)
 }
 
 #[test]
 fn vectors_file_matches_the_implementation() {
     let generated = generate();
-    if std::env::var_os("ONCEWIRE_WRITE_VECTORS").is_some() {
-        std::fs::write(PATH, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
-    }
-    assert_eq!(load(), generated, "pinned vectors differ: the wire format changed");
+    assert_eq!(pinned_json(PATH, &generated), generated, "pinned vectors differ: the wire format changed");
 }
 
 #[test]
@@ -305,7 +266,7 @@ fn sealed_vectors_seal_and_open() {
             OneShotSender::<_, RustCrypto>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1)
                 .unwrap();
         let mut buf = vec![0u8; frame.len()];
-        let n = tx.seal(&mut FixedRng(nonce), &clock, &payload, &mut buf).unwrap();
+        let n = tx.seal(&mut FixedRng::new(&nonce), &clock, &payload, &mut buf).unwrap();
         assert_eq!(&buf[..n], &frame[..], "{}", r["name"]);
         let ring = NonceRing::<8>::new(Freshness::DEFAULT, [3; 16]);
         let mut rx = OneShotReceiver::<RustCrypto, 8>::new(&Secret::new(key), kid, ring).unwrap();
