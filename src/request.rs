@@ -22,19 +22,19 @@
 //! use oncewire::clock::ManualClock;
 //! use oncewire::hpke::KeyPair;
 //! use oncewire::replay::Freshness;
-//! use oncewire::request::{self, RequestReceiver, REQUEST_OVERHEAD, PAYLOAD_OFFSET};
+//! use oncewire::request::{RequestReceiver, RequestSender, REQUEST_OVERHEAD, PAYLOAD_OFFSET};
 //! use oncewire::rng::OsRng;
-//! use oncewire::{Error, RustCrypto, Secret};
+//! use oncewire::{Error, Secret};
 //!
 //! let clock = ManualClock::new(1_767_225_600_000);
-//! let server = KeyPair::<RustCrypto>::generate(&mut OsRng)?;
+//! let server: KeyPair = KeyPair::generate(&mut OsRng)?;
 //! let mut rx: RequestReceiver = RequestReceiver::new(&Secret::new([7; 32]), Freshness::DEFAULT);
 //!
 //! let msg = b"POST /unlock";
 //! let mut buf = [0u8; REQUEST_OVERHEAD + 12];
 //! buf[PAYLOAD_OFFSET..][..msg.len()].copy_from_slice(msg);
-//! let n = request::seal::<oncewire::hpke::Aes256Gcm, RustCrypto, _>(
-//!     &mut OsRng, &clock, server.public_key(), None, b"app", b"", &mut buf, msg.len())?;
+//! let n = RequestSender::new(*server.public_key())
+//!     .seal(&mut OsRng, &clock, None, b"app", b"", &mut buf, msg.len())?;
 //! let mut copy = buf;
 //! assert_eq!(rx.open(&server, None, &clock, b"app", b"", &mut buf[..n])?.payload, msg);
 //! // The same request again is a replay.

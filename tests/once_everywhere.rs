@@ -1228,16 +1228,13 @@ fn f11_an_enrollment_answer_names_its_server_and_re_enrollment_is_refused() {
     let device = DeviceId::new(b"lock-0042").unwrap();
     let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
     // Server B's challenge, relayed by server A: the device answers for A.
-    let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
+    let challenge: EnrollmentChallenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
     let for_a = Prover::new(&mut signer).answer_enrollment(server_a.public_key(), challenge.nonce(), device).unwrap();
-    assert_eq!(
-        challenge.verify::<RustCrypto>(server_b.public_key(), &for_a, &clock).unwrap_err(),
-        Error::Authentication
-    );
+    assert_eq!(challenge.verify(server_b.public_key(), &for_a, &clock).unwrap_err(), Error::Authentication);
     // Answered for B, it verifies at B.
-    let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
+    let challenge: EnrollmentChallenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
     let for_b = Prover::new(&mut signer).answer_enrollment(server_b.public_key(), challenge.nonce(), device).unwrap();
-    let enrolled = challenge.verify::<RustCrypto>(server_b.public_key(), &for_b, &clock).unwrap();
+    let enrolled = challenge.verify(server_b.public_key(), &for_b, &clock).unwrap();
     assert_eq!(enrolled.public_key, signer.public_key().unwrap());
 
     // Re-enrollment policy.

@@ -35,12 +35,13 @@ struct RequestWire<'a> {
 /// It is neither `Clone` nor `Copy`, and [`Self::verify`] consumes it, so one
 /// challenge verifies at most once.
 #[derive(PartialEq, Eq)]
-pub struct EnrollmentChallenge {
+pub struct EnrollmentChallenge<P: CryptoProvider = RustCrypto> {
     nonce: [u8; 32],
     expires_at_ms: u64,
+    _p: PhantomData<P>,
 }
 
-impl core::fmt::Debug for EnrollmentChallenge {
+impl<P: CryptoProvider> core::fmt::Debug for EnrollmentChallenge<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("EnrollmentChallenge").field("expires_at_ms", &self.expires_at_ms).finish_non_exhaustive()
     }
@@ -144,7 +145,7 @@ impl EnrolledDevice {
     }
 }
 
-impl EnrollmentChallenge {
+impl<P: CryptoProvider> EnrollmentChallenge<P> {
     /// Issues a fresh challenge valid for `ttl_ms`.
     ///
     /// # Errors
@@ -152,7 +153,7 @@ impl EnrollmentChallenge {
     pub fn issue<R: TryCryptoRng + ?Sized>(rng: &mut R, clock: &impl crate::clock::Clock, ttl_ms: u64) -> Result<Self> {
         let mut nonce = [0u8; 32];
         fill_random(rng, &mut nonce)?;
-        Ok(Self { nonce, expires_at_ms: clock.now_ms().saturating_add(ttl_ms) })
+        Ok(Self { nonce, expires_at_ms: clock.now_ms().saturating_add(ttl_ms), _p: PhantomData })
     }
 
     /// The bytes to send to the device.
@@ -170,7 +171,7 @@ impl EnrollmentChallenge {
     /// [`Error::Expired`] after the expiry, [`Error::Authentication`] if the
     /// signature does not verify (or names another server),
     /// [`Error::InvalidKey`] for a bad key.
-    pub fn verify<P: CryptoProvider>(
+    pub fn verify(
         self,
         server: &PublicKey,
         request: &EnrollmentRequest,

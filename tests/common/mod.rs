@@ -137,10 +137,10 @@ impl<R: TryCryptoRng> Harness<R> {
         let server = ServerKey::<RustCrypto>::generate(&mut rng).unwrap();
         let device = DeviceId::new(b"lock-0042").unwrap();
         let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
-        let challenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
+        let challenge: EnrollmentChallenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
         let request =
             Prover::new(&mut signer).answer_enrollment(server.public_key(), challenge.nonce(), device).unwrap();
-        let enrolled = challenge.verify::<RustCrypto>(server.public_key(), &request, &clock).unwrap();
+        let enrolled = challenge.verify(server.public_key(), &request, &clock).unwrap();
         Self { rng, clock, server, device, signer, enrolled: (enrolled.device, enrolled.public_key) }
     }
 
