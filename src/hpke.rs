@@ -315,22 +315,6 @@ impl<A: HpkeAead, P: CryptoProvider> SenderContext<A, P> {
         Self::with_ephemeral(KeyPair::generate(rng)?, pk_r, info, Some(sender))
     }
 
-    /// Setup with a caller-chosen ephemeral key (for the RFC 9180 test
-    /// vectors; `RUSTFLAGS="--cfg oncewire_test_vectors"`). Never reuse an
-    /// ephemeral key.
-    ///
-    /// # Errors
-    /// As [`Self::base`].
-    #[cfg(oncewire_test_vectors)]
-    pub fn setup_with_ephemeral(
-        ephemeral: KeyPair<P>,
-        pk_r: &PublicKey,
-        info: &[u8],
-        sender: Option<&KeyPair<P>>,
-    ) -> Result<(PublicKey, Self)> {
-        Self::with_ephemeral(ephemeral, pk_r, info, sender)
-    }
-
     fn with_ephemeral(
         ephemeral: KeyPair<P>,
         pk_r: &PublicKey,

@@ -52,6 +52,36 @@ pub(crate) const fn gcm_blocks(len: usize) -> u64 {
     (len as u64).div_ceil(16).saturating_add(1)
 }
 
+/// What every receiver counts: its audit counters and the forgeries seen
+/// under its key (the AEAD integrity limit, RFC 9147 §4.5.3).
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    audit: Audit,
+    failed: u64,
+    max_failed: u64,
+}
+
+impl Health {
+    const fn new() -> Self {
+        Self { audit: Audit::new(), failed: 0, max_failed: DEFAULT_MAX_FAILED }
+    }
+
+    /// Refuses everything once the integrity limit is reached.
+    const fn check(&self) -> Result<()> {
+        if self.failed >= self.max_failed { Err(Error::IntegrityLimit) } else { Ok(()) }
+    }
+
+    /// Counts a rejection; a forgery also counts toward the integrity limit,
+    /// the one piece of state a failed open moves besides the audit counters.
+    fn reject(&mut self, e: Error) -> Error {
+        if e == Error::Authentication {
+            self.failed = self.failed.saturating_add(1);
+        }
+        self.audit.record(e);
+        e
+    }
+}
+
 /// An opened frame: its authenticated header and the plaintext, in place.
 ///
 /// Its `Debug` output shows the header and the payload length, never the
@@ -305,9 +335,7 @@ pub struct CounterReceiver<P: CryptoProvider = RustCrypto, const W: usize = 32> 
     floor: TimeFloor,
     freshness: Option<Freshness>,
     snapshot_key: SnapshotKey<P>,
-    audit: Audit,
-    failed: u64,
-    max_failed: u64,
+    health: Health,
 }
 
 impl<P: CryptoProvider, const W: usize> core::fmt::Debug for CounterReceiver<P, W> {
@@ -315,7 +343,7 @@ impl<P: CryptoProvider, const W: usize> core::fmt::Debug for CounterReceiver<P, 
         f.debug_struct("CounterReceiver")
             .field("session_id", &self.session_id)
             .field("window_top", &self.window.top())
-            .field("audit", &self.audit)
+            .field("audit", &self.health.audit)
             .finish_non_exhaustive()
     }
 }
@@ -335,9 +363,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
             floor: TimeFloor::NONE,
             freshness: None,
             snapshot_key: SnapshotKey::derive(key.expose()),
-            audit: Audit::new(),
-            failed: 0,
-            max_failed: DEFAULT_MAX_FAILED,
+            health: Health::new(),
         })
     }
 
@@ -400,7 +426,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
 
     /// The audit counters.
     pub const fn audit(&self) -> &Audit {
-        &self.audit
+        &self.health.audit
     }
 
     /// The session id this receiver accepts.
@@ -411,9 +437,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// Checks everything but the tag. Pure.
     #[inline]
     fn precheck(&self, expected: FrameType, buf: &[u8], now: u64) -> Result<(Header, u64)> {
-        if self.failed >= self.max_failed {
-            return Err(Error::IntegrityLimit);
-        }
+        self.health.check()?;
         let h = parse_for(buf, expected, &self.session_id)?;
         let NonceField::Counter(seq) = h.nonce else {
             return Err(Error::Malformed);
@@ -453,18 +477,10 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
         match r {
             Ok((opened, seq)) => {
                 self.window.commit(seq);
-                self.audit.accept();
+                self.health.audit.accept();
                 Ok(opened)
             }
-            Err(e) => {
-                if e == Error::Authentication {
-                    // The AEAD integrity limit counts forgeries: the one piece
-                    // of state a failed open moves, besides the audit counters.
-                    self.failed = self.failed.saturating_add(1);
-                }
-                self.audit.record(e);
-                Err(e)
-            }
+            Err(e) => Err(self.health.reject(e)),
         }
     }
 
@@ -473,17 +489,17 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// with [`Error::IntegrityLimit`], a key update from the peer included:
     /// the key is dead, and the peer must re-handshake.
     pub fn set_max_failed(&mut self, max_failed: u64) {
-        self.max_failed = max_failed;
+        self.health.max_failed = max_failed;
     }
 
     /// Failed decryptions (bad tags) seen under this key.
     pub const fn failed(&self) -> u64 {
-        self.failed
+        self.health.failed
     }
 
     /// True once the integrity limit is reached (see [`Self::set_max_failed`]).
     pub const fn integrity_limit_reached(&self) -> bool {
-        self.failed >= self.max_failed
+        self.health.check().is_err()
     }
 }
 
@@ -633,9 +649,7 @@ pub struct OneShotReceiver<P: CryptoProvider = RustCrypto, const N: usize = 1024
     key_id: [u8; KEY_ID_LEN],
     ring: NonceRing<N>,
     snapshot_key: SnapshotKey<P>,
-    audit: Audit,
-    failed: u64,
-    max_failed: u64,
+    health: Health,
 }
 
 impl<P: CryptoProvider, const N: usize> core::fmt::Debug for OneShotReceiver<P, N> {
@@ -643,7 +657,7 @@ impl<P: CryptoProvider, const N: usize> core::fmt::Debug for OneShotReceiver<P, 
         f.debug_struct("OneShotReceiver")
             .field("key_id", &self.key_id)
             .field("held", &self.ring.len())
-            .field("audit", &self.audit)
+            .field("audit", &self.health.audit)
             .finish_non_exhaustive()
     }
 }
@@ -660,9 +674,7 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
             key_id,
             ring,
             snapshot_key: SnapshotKey::derive(key.expose()),
-            audit: Audit::new(),
-            failed: 0,
-            max_failed: DEFAULT_MAX_FAILED,
+            health: Health::new(),
         })
     }
 
@@ -696,7 +708,7 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
     /// Sets the integrity limit (default 2^36 failed decryptions); at the
     /// limit every open fails with [`Error::IntegrityLimit`]: rekey.
     pub fn set_max_failed(&mut self, max_failed: u64) {
-        self.max_failed = max_failed;
+        self.health.max_failed = max_failed;
     }
 
     /// The replay state.
@@ -706,13 +718,11 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
 
     /// The audit counters.
     pub const fn audit(&self) -> &Audit {
-        &self.audit
+        &self.health.audit
     }
 
     fn precheck(&self, buf: &[u8], now: u64) -> Result<(Header, [u8; NONCE_LEN])> {
-        if self.failed >= self.max_failed {
-            return Err(Error::IntegrityLimit);
-        }
+        self.health.check()?;
         let h = parse_for(buf, FrameType::Sealed, &self.key_id)?;
         let NonceField::Random(nonce) = h.nonce else {
             return Err(Error::Malformed);
@@ -736,18 +746,12 @@ impl<P: CryptoProvider, const N: usize> OneShotReceiver<P, N> {
         match r {
             Ok((opened, nonce)) => {
                 if self.ring.commit(&nonce, opened.header.timestamp_ms, now) == Some(Commit::EvictedFresh) {
-                    self.audit.pressure();
+                    self.health.audit.pressure();
                 }
-                self.audit.accept();
+                self.health.audit.accept();
                 Ok(opened)
             }
-            Err(e) => {
-                if e == Error::Authentication {
-                    self.failed = self.failed.saturating_add(1);
-                }
-                self.audit.record(e);
-                Err(e)
-            }
+            Err(e) => Err(self.health.reject(e)),
         }
     }
 }

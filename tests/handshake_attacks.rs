@@ -3,10 +3,6 @@
 //! every step (typestate), so a failed step leaves no state that could be
 //! resumed; where a server keeps state on a table, the test shows that the
 //! genuine peer's next message no longer completes it either.
-//!
-//! Needs the fixed-ephemeral entry points: run with
-//! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does).
-#![cfg(oncewire_test_vectors)]
 #![allow(
     missing_docs,
     clippy::arithmetic_side_effects,
@@ -18,14 +14,14 @@
 
 mod common;
 
-use common::Harness;
+use common::{Harness, ScriptRng};
 use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientAwaitResponse, ClientHandshake, MAX_HANDSHAKE_LEN, ServerAwaitFinish, ServerKey};
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Received, Session};
 use oncewire::wire::{HEADER_LEN, buffer_len};
-use oncewire::{Clock, Error, Expiry, RustCrypto};
+use oncewire::{Error, Expiry, RustCrypto};
 
 /// Where message 1's and message 2's ephemeral key sits: after the header
 /// and the one-byte postcard length (65).
@@ -92,13 +88,16 @@ fn mitm_substitutes_the_client_ephemeral() {
 
     // A MITM that builds its own message 1 (its own ephemeral, the victim's
     // handshake id) gets a message 2 the victim cannot use...
-    let (e, e_pub) = RustCrypto::p256_generate(&mut OsRng).unwrap();
     let mut id = [0u8; 8];
     id.copy_from_slice(&genuine.0[4..12]);
     let mut forged = [0u8; MAX_HANDSHAKE_LEN];
-    let (mitm, fn1) =
-        ClientHandshake::<RustCrypto>::start_with(*w.server.public_key(), id, e, e_pub, w.clock.now_ms(), &mut forged)
-            .unwrap();
+    let (mitm, fn1) = ClientHandshake::<RustCrypto>::start(
+        *w.server.public_key(),
+        &mut ScriptRng::new(&[&id]),
+        &w.clock,
+        &mut forged,
+    )
+    .unwrap();
     let (pending, m2) = msg2(&w, &(forged, fn1));
     assert_eq!(client_finish(&mut w, c, &m2.0[..m2.1]).unwrap_err(), Error::Authentication);
 
@@ -158,9 +157,8 @@ fn a_wrong_server_static_key_fails() {
     let mut m1i = [0u8; MAX_HANDSHAKE_LEN];
     let mut id = [0u8; 8];
     id.copy_from_slice(&m1.0[4..12]);
-    let (e, e_pub) = RustCrypto::p256_generate(&mut OsRng).unwrap();
     let (_, n1i) =
-        ClientHandshake::<RustCrypto>::start_with(*impostor.public_key(), id, e, e_pub, w.clock.now_ms(), &mut m1i)
+        ClientHandshake::<RustCrypto>::start(*impostor.public_key(), &mut ScriptRng::new(&[&id]), &w.clock, &mut m1i)
             .unwrap();
     let (_, n2) = impostor.accept(&mut OsRng, &w.clock, &m1i[..n1i], Limits::DEFAULT, &mut m2).unwrap();
     assert_eq!(client_finish(&mut w, c, &m2[..n2]).unwrap_err(), Error::Authentication);
@@ -205,10 +203,9 @@ fn replayed_handshake_messages_do_not_yield_a_session() {
     // case): the client's new ephemeral makes the old message 2 fail.
     let mut id = [0u8; 8];
     id.copy_from_slice(&m1.0[4..12]);
-    let (e, e_pub) = RustCrypto::p256_generate(&mut OsRng).unwrap();
     let mut buf = [0u8; MAX_HANDSHAKE_LEN];
     let (c2, _) =
-        ClientHandshake::<RustCrypto>::start_with(*w.server.public_key(), id, e, e_pub, w.clock.now_ms(), &mut buf)
+        ClientHandshake::<RustCrypto>::start(*w.server.public_key(), &mut ScriptRng::new(&[&id]), &w.clock, &mut buf)
             .unwrap();
     assert_eq!(client_finish(&mut w, c2, &m2.0[..m2.1]).unwrap_err(), Error::Authentication);
     // With a fresh random id it is not even routed to the handshake.

@@ -6,8 +6,9 @@
 //! Regenerate after a deliberate protocol change with
 //! `ONCEWIRE_WRITE_VECTORS=1 cargo test --test handshake_vectors`.
 //!
-//! Needs the fixed-ephemeral entry points: run with
-//! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does).
+//! Needs the traffic-secret export: run with
+//! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does). The fixed
+//! ephemeral keys go through the normal API, drawn from a scripted RNG.
 #![cfg(oncewire_test_vectors)]
 #![allow(
     missing_docs,
@@ -20,7 +21,7 @@
 
 mod common;
 
-use common::pinned_json;
+use common::{ScriptRng, pinned_json};
 use oncewire::clock::ManualClock;
 use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
@@ -60,17 +61,21 @@ fn generate() -> Value {
     let limits = Limits::DEFAULT.with_lifetime(600_000);
 
     let server = ServerKey::<RustCrypto>::from_bytes(&Secret::new(server_static)).unwrap();
-    let (ce, ce_pub) = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new(client_eph)).unwrap();
-    let (se, se_pub) = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new(server_eph)).unwrap();
     let mut signer = SoftwareSigner::<RustCrypto>::from_bytes(&Secret::new(device_secret)).unwrap();
     let device = DeviceId::new(device_id).unwrap();
     let device_pub = oncewire::device::DeviceSigner::public_key(&signer).unwrap();
 
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (client, n1) =
-        ClientHandshake::<RustCrypto>::start_with(*server.public_key(), handshake_id, ce, ce_pub, t1, &mut m1).unwrap();
+    let (client, n1) = ClientHandshake::<RustCrypto>::start(
+        *server.public_key(),
+        &mut ScriptRng::new(&[&handshake_id, &client_eph]),
+        &ManualClock::new(t1),
+        &mut m1,
+    )
+    .unwrap();
     let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
-    let (pending, n2) = server.accept_with(se, se_pub, t2, &m1[..n1], limits, &mut m2).unwrap();
+    let (pending, n2) =
+        server.accept(&mut ScriptRng::new(&[&server_eph]), &ManualClock::new(t2), &m1[..n1], limits, &mut m2).unwrap();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
     let clock3 = ManualClock::new(t3);
     let (mut c, n3) =

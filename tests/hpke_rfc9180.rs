@@ -4,11 +4,10 @@
 //! encryption in sequence (exact ciphertext bytes, then decryption) and
 //! every export. The JSON is the published file, filtered; its provenance
 //! and hash are inside it.
-//!
-//! Needs the fixed-ephemeral entry points: run with
-//! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does).
-#![cfg(oncewire_test_vectors)]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+use common::FixedRng;
 
 use oncewire::hpke::{Aes128Gcm, Aes256Gcm, HpkeAead, KeyPair, RecipientContext, SenderContext};
 use oncewire::{RustCrypto, Secret};
@@ -31,8 +30,12 @@ fn run<A: HpkeAead>(v: &Value) -> (usize, usize) {
         assert_eq!(s.public_key().as_bytes().as_slice(), h(v, "pkSm"), "DeriveKeyPair(ikmS)");
     }
     let info = h(v, "info");
-    let (enc, mut sender) =
-        SenderContext::<A, RustCrypto>::setup_with_ephemeral(e, r.public_key(), &info, s.as_ref()).unwrap();
+    // The ephemeral key: skEm through the RNG the normal API draws it from.
+    let mut eph = FixedRng::new(&h(v, "skEm"));
+    let (enc, mut sender) = match &s {
+        None => SenderContext::<A, RustCrypto>::base(&mut eph, r.public_key(), &info).unwrap(),
+        Some(s) => SenderContext::<A, RustCrypto>::auth(&mut eph, r.public_key(), &info, s).unwrap(),
+    };
     assert_eq!(enc.as_bytes().as_slice(), h(v, "enc"));
     let mut recipient = match &s {
         None => RecipientContext::<A, RustCrypto>::base(enc.as_bytes(), &r, &info).unwrap(),

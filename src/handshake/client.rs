@@ -51,24 +51,6 @@ impl<P: CryptoProvider> ClientHandshake<P> {
         Self::start_inner(server_static, handshake_id, e, e_pub, clock.now_ms(), out)
     }
 
-    /// [`Self::start`] with a caller-chosen ephemeral key and handshake id:
-    /// for test vectors only (`RUSTFLAGS="--cfg oncewire_test_vectors"`,
-    /// never a Cargo feature, so no dependency can switch it on).
-    ///
-    /// # Errors
-    /// As [`Self::start`].
-    #[cfg(oncewire_test_vectors)]
-    pub fn start_with(
-        server_static: PublicKey,
-        handshake_id: [u8; KEY_ID_LEN],
-        e: P::EcdhSecret,
-        e_pub: PublicKey,
-        now: u64,
-        out: &mut [u8],
-    ) -> Result<(ClientAwaitResponse<P>, usize)> {
-        Self::start_inner(server_static, handshake_id, e, e_pub, now, out)
-    }
-
     fn start_inner(
         server_static: PublicKey,
         handshake_id: [u8; KEY_ID_LEN],

@@ -100,24 +100,6 @@ impl<P: CryptoProvider> ServerKey<P> {
         self.accept_inner(e, e_pub, clock.now_ms(), msg1, limits, out)
     }
 
-    /// [`Self::accept`] with a caller-chosen ephemeral key: for test vectors
-    /// only (`RUSTFLAGS="--cfg oncewire_test_vectors"`).
-    ///
-    /// # Errors
-    /// As [`Self::accept`].
-    #[cfg(oncewire_test_vectors)]
-    pub fn accept_with(
-        &self,
-        e: P::EcdhSecret,
-        e_pub: PublicKey,
-        now: u64,
-        msg1: &[u8],
-        limits: Limits,
-        out: &mut [u8],
-    ) -> Result<(ServerAwaitFinish<P>, usize)> {
-        self.accept_inner(e, e_pub, now, msg1, limits, out)
-    }
-
     fn accept_inner(
         &self,
         e: P::EcdhSecret,

@@ -56,6 +56,41 @@ impl TryRng for FixedRng {
 }
 impl TryCryptoRng for FixedRng {}
 
+/// Yields a script of bytes in order (a handshake id, then an ephemeral
+/// scalar: what `ClientHandshake::start` and `ServerKey::accept` draw), then
+/// falls back to the OS RNG. It makes the entry points use chosen values
+/// through the normal API, so no test-only entry point is needed.
+pub(crate) struct ScriptRng {
+    script: Vec<u8>,
+    at: usize,
+}
+
+impl ScriptRng {
+    pub(crate) fn new(parts: &[&[u8]]) -> Self {
+        Self { script: parts.concat(), at: 0 }
+    }
+}
+
+impl TryRng for ScriptRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        unreachable!()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        unreachable!()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        if self.at + dst.len() <= self.script.len() {
+            dst.copy_from_slice(&self.script[self.at..self.at + dst.len()]);
+            self.at += dst.len();
+        } else {
+            OsRng.try_fill_bytes(dst).expect("OS RNG");
+        }
+        Ok(())
+    }
+}
+impl TryCryptoRng for ScriptRng {}
+
 /// A deterministic RNG from a seed: a counter (stepping by splitmix64's
 /// gamma) through splitmix64's finaliser. The same seed gives the same
 /// stream, so every key, id and ephemeral drawn from it repeats.
