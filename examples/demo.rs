@@ -26,7 +26,7 @@
 
 use oncewire::bound::{BoundRequest, MAX_BOUND_LEN, Requirements};
 use oncewire::cache::{Purpose, ReplayCache};
-use oncewire::challenge::{Challenge, StatelessChallenges};
+use oncewire::challenge::{CHALLENGE_LEN, Challenge, StatelessChallenges};
 use oncewire::clock::SystemClock;
 use oncewire::device::{
     DeviceId, DeviceSigner, EnrollmentIssuer, EnrollmentRequest, MAX_ENROLLMENT_REQUEST_LEN, ReEnrollment,
@@ -191,13 +191,13 @@ impl Server {
                     }
                 }
                 // Stateless: the challenge comes back with the answer.
-                ENROLL_BEGIN => send(s, ENROLL_CHALLENGE, &self.enrollments.issue(&mut rng, &clock).unwrap()),
+                ENROLL_BEGIN => send(s, ENROLL_CHALLENGE, self.enrollments.issue(&mut rng, &clock).unwrap().as_bytes()),
                 ENROLL_ANSWER => {
                     let r = (|| {
-                        let (challenge, request): (&[u8; 32], &[u8]) =
-                            body.split_first_chunk().ok_or(Error::Truncated)?;
+                        let (challenge, request) = body.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
+                        let challenge = Challenge::from_bytes(challenge)?;
                         let request = EnrollmentRequest::from_bytes(request)?;
-                        let d = self.enrollments.verify(self.key.public_key(), challenge, &request, &clock)?;
+                        let d = self.enrollments.verify(self.key.public_key(), &challenge, &request, &clock)?;
                         // Re-enrollment is a policy: this server never lets a
                         // new key take over an enrolled id.
                         d.admit(self.devices.get(&d.device), ReEnrollment::Refuse)?;
@@ -534,10 +534,9 @@ fn run_client(addr: &str) -> u32 {
 fn enroll(s: &mut TcpStream, server_key: &PublicKey, device: DeviceId, signer: &mut impl DeviceSigner) -> String {
     send(s, ENROLL_BEGIN, &[]);
     let (_, challenge) = recv(s).unwrap();
-    let challenge: [u8; 32] = challenge.try_into().unwrap();
     let req = Prover::new(signer).answer_enrollment(server_key, &challenge, device).unwrap();
     // The challenge goes back with the answer: the server keeps no state.
-    let mut answer = challenge.to_vec();
+    let mut answer = challenge.clone();
     let mut buf = [0u8; MAX_ENROLLMENT_REQUEST_LEN];
     let n = req.to_bytes(&mut buf).unwrap();
     answer.extend_from_slice(&buf[..n]);

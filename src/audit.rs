@@ -56,13 +56,7 @@ impl Audit {
             Error::UnknownSession | Error::UnknownDevice | Error::UnexpectedFrame => &mut self.misdirected,
             Error::NotYetValid => &mut self.from_future,
             Error::WrongAudience | Error::KeyMismatch | Error::RequestMismatch => &mut self.auth_failed,
-            Error::Truncated
-            | Error::TrailingBytes
-            | Error::UnsupportedVersion(_)
-            | Error::UnknownFrameType(_)
-            | Error::Malformed
-            | Error::Decode
-            | Error::PayloadTooLarge => &mut self.malformed,
+            e if e.is_parse_error() => &mut self.malformed,
             _ => return,
         };
         *c = c.saturating_add(1);

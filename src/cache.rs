@@ -107,15 +107,8 @@ impl<P: CryptoProvider, const N: usize> ReplayCache<P, N> {
         trusted_epoch: u64,
     ) -> Result<Self> {
         let snapshot_key = SnapshotKey::derive(state_key.expose());
-        let ring = NonceRing::restore_as(
-            purpose.kind(),
-            snapshot,
-            &snapshot_key,
-            &[],
-            trusted_epoch,
-            freshness,
-            crate::keyschedule::replay_cache_hash_key::<P>(state_key),
-        )?;
+        let empty = NonceRing::new(freshness, crate::keyschedule::replay_cache_hash_key::<P>(state_key));
+        let ring = empty.restored(purpose.kind(), &snapshot_key, &[], (snapshot, trusted_epoch))?;
         Ok(Self { purpose, ring, snapshot_key, audit: Audit::new() })
     }
 

@@ -195,15 +195,8 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
         trusted_epoch: u64,
     ) -> Result<Self> {
         let mut s = Self::new(mac_key, ttl_ms, hash_key);
-        s.used = NonceRing::restore_as(
-            Kind::Challenges,
-            snapshot,
-            &s.snapshot_key,
-            &[],
-            trusted_epoch,
-            Self::freshness(ttl_ms),
-            hash_key,
-        )?;
+        let empty = NonceRing::new(Self::freshness(ttl_ms), hash_key);
+        s.used = empty.restored(Kind::Challenges, &s.snapshot_key, &[], (snapshot, trusted_epoch))?;
         Ok(s)
     }
 
@@ -229,6 +222,10 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
     }
 
     /// Checks a challenge without committing. Pure.
+    pub(crate) fn check_challenge(&self, c: &Challenge, now: u64) -> Result<()> {
+        self.check(c, now)
+    }
+
     fn check(&self, c: &Challenge, now: u64) -> Result<()> {
         let mac = self.mac(c.signed_part());
         if !bool::from(mac.get(..16).unwrap_or_default().ct_eq(c.tag())) {

@@ -161,6 +161,22 @@ pub enum PeerAction {
 }
 
 impl Error {
+    /// True for input that did not parse: a frame, message or snapshot that
+    /// is truncated, too long, of an unknown version or type, malformed, or
+    /// too large.
+    pub const fn is_parse_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Truncated
+                | Error::TrailingBytes
+                | Error::UnsupportedVersion(_)
+                | Error::UnknownFrameType(_)
+                | Error::Malformed
+                | Error::Decode
+                | Error::PayloadTooLarge
+        )
+    }
+
     /// Who caused the error.
     pub const fn origin(&self) -> Origin {
         match self {
@@ -172,27 +188,9 @@ impl Error {
             | Error::AlreadyEnrolled
             | Error::Misuse => Origin::Caller,
             Error::Rng | Error::Storage | Error::Signer => Origin::Platform,
-            Error::Truncated
-            | Error::TrailingBytes
-            | Error::UnsupportedVersion(_)
-            | Error::UnknownFrameType(_)
-            | Error::Malformed
-            | Error::UnexpectedFrame
-            | Error::UnknownSession
-            | Error::UnknownDevice
-            | Error::Authentication
-            | Error::Replay
-            | Error::Stale
-            | Error::FromFuture
-            | Error::Decode
-            | Error::PayloadTooLarge
-            | Error::IntegrityLimit
-            | Error::Expired(_)
-            | Error::NotYetValid
-            | Error::WrongAudience
-            | Error::KeyMismatch
-            | Error::RequestMismatch
-            | Error::InvalidKey => Origin::Peer,
+            // Everything else is the peer's input: parse errors, forgeries,
+            // replays, stale or misdirected frames, what expired or is unknown.
+            _ => Origin::Peer,
         }
     }
 

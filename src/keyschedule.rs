@@ -43,8 +43,6 @@ pub mod labels {
     pub const CNF: &[u8] = b"oncewire/1 cnf";
     /// The stateless challenge MAC (§12).
     pub const CHALLENGE: &[u8] = b"oncewire/1 challenge";
-    /// The stateless enrollment challenge MAC (§8.3).
-    pub const ENROLLMENT_CHALLENGE: &[u8] = b"oncewire/1 enrollment challenge";
     /// The snapshot MAC (§4.4).
     pub const SNAPSHOT: &[u8] = b"oncewire/1 snapshot";
     /// The snapshot key derivation (§4.4).

@@ -84,7 +84,7 @@ impl<S: DeviceSigner, P: CryptoProvider> Prover<S, P> {
     pub fn answer_enrollment(
         &mut self,
         server: &PublicKey,
-        challenge: &[u8; 32],
+        challenge: &[u8],
         device: DeviceId,
     ) -> Result<EnrollmentRequest> {
         let public_key = self.signer.public_key()?;

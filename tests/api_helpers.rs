@@ -59,54 +59,59 @@ fn the_stateless_enrollment_issuer_accepts_each_challenge_once() {
     let clock = ManualClock::new(NOW);
     let server: ServerKey = ServerKey::generate(&mut OsRng).unwrap();
     let other: ServerKey = ServerKey::generate(&mut OsRng).unwrap();
-    let mut issuer: EnrollmentIssuer<RustCrypto, 8> = EnrollmentIssuer::new(Secret::new([3; 32]), 60_000, [4; 16]);
+    let issuer_with = |key: u8| -> EnrollmentIssuer<RustCrypto, 8> {
+        EnrollmentIssuer::new(StatelessChallenges::new(Secret::new([key; 32]), 60_000, [4; 16]))
+    };
+    let mut issuer = issuer_with(3);
     let device = DeviceId::new(b"lock-0042").unwrap();
     let mut prover = Prover::new(signer());
 
     let c = issuer.issue(&mut OsRng, &clock).unwrap();
-    let answer = prover.answer_enrollment(server.public_key(), &c, device).unwrap();
+    let answer = prover.answer_enrollment(server.public_key(), c.as_bytes(), device).unwrap();
     // Bound to the server: verified as another server's, it fails, and uses nothing.
     assert_eq!(issuer.verify(other.public_key(), &c, &answer, &clock).unwrap_err(), Error::Authentication);
     // A forged challenge (tag changed) and a forged expiry.
-    let mut forged = c;
-    forged[20] ^= 1;
-    assert_eq!(issuer.verify(server.public_key(), &forged, &answer, &clock).unwrap_err(), Error::Authentication);
-    let mut later = c;
-    later[7] ^= 1;
-    assert_eq!(issuer.verify(server.public_key(), &later, &answer, &clock).unwrap_err(), Error::Authentication);
+    for at in [30, 7] {
+        let mut forged = *c.as_bytes();
+        forged[at] ^= 1;
+        let forged = oncewire::challenge::Challenge::from_bytes(&forged).unwrap();
+        assert_eq!(issuer.verify(server.public_key(), &forged, &answer, &clock).unwrap_err(), Error::Authentication);
+    }
+    // Another issuer's challenge (another MAC key).
+    let foreign = issuer_with(9).issue(&mut OsRng, &clock).unwrap();
+    let a = prover.answer_enrollment(server.public_key(), foreign.as_bytes(), device).unwrap();
+    assert_eq!(issuer.verify(server.public_key(), &foreign, &a, &clock).unwrap_err(), Error::Authentication);
+    assert!(issuer.challenges().used().is_empty());
     // Once.
     let enrolled = issuer.verify(server.public_key(), &c, &answer, &clock).unwrap();
     assert_eq!(enrolled.device, device);
     assert_eq!(issuer.verify(server.public_key(), &c, &answer, &clock).unwrap_err(), Error::Replay);
-    assert_eq!(issuer.audit().challenge_reused, 1);
+    assert_eq!(issuer.challenges().audit().challenge_reused, 1);
     // Expired.
     let c2 = issuer.issue(&mut OsRng, &clock).unwrap();
-    let a2 = prover.answer_enrollment(server.public_key(), &c2, device).unwrap();
+    let a2 = prover.answer_enrollment(server.public_key(), c2.as_bytes(), device).unwrap();
     clock.advance(60_001);
     assert_eq!(issuer.verify(server.public_key(), &c2, &a2, &clock).unwrap_err(), Error::Expired(Expiry::Enrollment));
 
     // Restarts: the used set goes with the MAC key.
     let clock = ManualClock::new(NOW);
-    let mut issuer: EnrollmentIssuer<RustCrypto, 8> = EnrollmentIssuer::new(Secret::new([3; 32]), 60_000, [4; 16]);
+    let mut issuer = issuer_with(3);
     let c = issuer.issue(&mut OsRng, &clock).unwrap();
-    let answer = prover.answer_enrollment(server.public_key(), &c, device).unwrap();
+    let answer = prover.answer_enrollment(server.public_key(), c.as_bytes(), device).unwrap();
     issuer.verify(server.public_key(), &c, &answer, &clock).unwrap();
     let mut snap = [0u8; 2048];
-    let n = issuer.snapshot(1, &mut snap).unwrap();
-    let mut restored: EnrollmentIssuer<RustCrypto, 8> =
-        EnrollmentIssuer::restore(Secret::new([3; 32]), 60_000, [4; 16], &snap[..n], 1).unwrap();
-    assert_eq!(restored.verify(server.public_key(), &c, &answer, &clock).unwrap_err(), Error::Replay);
-    assert_eq!(
-        EnrollmentIssuer::<RustCrypto, 8>::restore(Secret::new([5; 32]), 60_000, [4; 16], &snap[..n], 1).unwrap_err(),
-        Error::Authentication
+    let n = issuer.challenges().snapshot(1, &mut snap).unwrap();
+    let mut restored: EnrollmentIssuer<RustCrypto, 8> = EnrollmentIssuer::new(
+        StatelessChallenges::restore(Secret::new([3; 32]), 60_000, [4; 16], &snap[..n], 1).unwrap(),
     );
-    let floor = TimeFloor::after_restart(NOW, &EnrollmentIssuer::<RustCrypto, 8>::freshness(60_000));
+    assert_eq!(restored.verify(server.public_key(), &c, &answer, &clock).unwrap_err(), Error::Replay);
+    let floor = TimeFloor::after_restart(NOW, &StatelessChallenges::<RustCrypto, 8>::freshness(60_000));
     let mut fresh: EnrollmentIssuer<RustCrypto, 8> =
-        EnrollmentIssuer::after_restart(Secret::new([3; 32]), 60_000, [4; 16], floor);
+        EnrollmentIssuer::new(StatelessChallenges::after_restart(Secret::new([3; 32]), 60_000, [4; 16], floor));
     assert_eq!(fresh.verify(server.public_key(), &c, &answer, &clock).unwrap_err(), Error::Expired(Expiry::Enrollment));
     clock.advance(1);
     let c3 = fresh.issue(&mut OsRng, &clock).unwrap();
-    let a3 = prover.answer_enrollment(server.public_key(), &c3, device).unwrap();
+    let a3 = prover.answer_enrollment(server.public_key(), c3.as_bytes(), device).unwrap();
     fresh.verify(server.public_key(), &c3, &a3, &clock).unwrap();
 }
 

@@ -81,7 +81,7 @@ def main(addr):
     def enroll(server_key, mangle=lambda sig: sig):
         c.send(ENROLL_BEGIN)
         kind, challenge = c.recv()
-        if kind != ENROLL_CHALLENGE or len(challenge) != 32:
+        if kind != ENROLL_CHALLENGE or len(challenge) != 40:
             raise ow.ProtocolError(f"ENROLL_BEGIN reply: kind {kind}, {len(challenge)} bytes")
         sig = ow.sign_digest(device_sk, ow.enrollment_digest(server_key, challenge, device_id, device_pub))
         # The challenge goes back with the answer (the server keeps no state).

@@ -2,21 +2,13 @@
 //! signing a server challenge that names the server.
 
 use super::{DeviceId, verify_signature};
-use crate::audit::Audit;
+use crate::challenge::{Challenge, StatelessChallenges};
 use crate::clock::Clock;
 use crate::error::{Error, Expiry, Result};
-use crate::keyschedule::{challenge_mac, labels};
 use crate::provider::{CryptoProvider, P256_PUBLIC_LEN, P256_SIGNATURE_LEN, PublicKey, RustCrypto, fill_random};
-use crate::replay::snapshot::{Kind, SnapshotKey};
-use crate::replay::{Freshness, NonceRing, TimeFloor};
-use crate::secret::Secret;
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
-
-/// Length of an enrollment challenge on the wire.
-pub const ENROLLMENT_CHALLENGE_LEN: usize = 32;
 /// Longest encoded [`EnrollmentRequest`]: postcard
 /// `{device_id: bytes (1..32), public_key: bytes (65), signature: bytes (64)}`.
 pub const MAX_ENROLLMENT_REQUEST_LEN: usize =
@@ -191,141 +183,67 @@ impl<P: CryptoProvider> EnrollmentChallenge<P> {
     }
 }
 
-/// A stateless issuer of enrollment challenges: a challenge is
-/// `expiry (u64 BE) ‖ random (8) ‖ tag (16)` with
-/// `tag = HMAC-SHA256(K, "oncewire/1 enrollment challenge" ‖ expiry ‖ random)[..16]`
-/// (`SPEC.md` §8.3), so a server parks no challenge in a map between the
-/// two enrollment messages: it keeps only a bounded *used* set, with the
-/// floor policy of `SPEC.md` §4.3, so each challenge verifies once. Its
-/// restarts follow `SPEC.md` §12: the MAC key and the used set go together.
+/// A stateless issuer of enrollment challenges, over a
+/// [`StatelessChallenges`] of its own (`SPEC.md` §8.3): a challenge is the
+/// 40-byte MAC-tagged [`Challenge`] of `SPEC.md` §12, so a server parks no
+/// challenge in a map between the two enrollment messages, and the used set
+/// makes each challenge verify once. Restarts, snapshots and the MAC key are
+/// those of the inner issuer ([`Self::challenges`]): the key and the used set
+/// go together. Give enrollment its own issuer (its own MAC key), apart from
+/// the one that binds requests.
 ///
 /// ```
+/// use oncewire::challenge::StatelessChallenges;
 /// use oncewire::clock::ManualClock;
 /// use oncewire::device::{DeviceId, EnrollmentIssuer, SoftwareSigner};
 /// use oncewire::prover::Prover;
 /// use oncewire::rng::OsRng;
-/// use oncewire::{Error, PublicKey, Secret, ServerKey};
+/// use oncewire::{Error, ServerKey};
 ///
 /// let clock = ManualClock::new(1_767_225_600_000);
 /// let server: ServerKey = ServerKey::generate(&mut OsRng)?;
-/// let mut issuer: EnrollmentIssuer = EnrollmentIssuer::new(Secret::new([3; 32]), 60_000, [4; 16]);
+/// let mut issuer: EnrollmentIssuer = EnrollmentIssuer::new(StatelessChallenges::generate(&mut OsRng, 60_000)?);
 /// let challenge = issuer.issue(&mut OsRng, &clock)?;
 /// let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng)?;
 /// let device = DeviceId::new(b"lock-0042")?;
-/// let answer = Prover::new(signer).answer_enrollment(server.public_key(), &challenge, device)?;
+/// let answer = Prover::new(signer).answer_enrollment(server.public_key(), challenge.as_bytes(), device)?;
 /// let enrolled = issuer.verify(server.public_key(), &challenge, &answer, &clock)?;
 /// assert_eq!(enrolled.device, device);
 /// // The same answer again: the challenge was used.
 /// assert_eq!(issuer.verify(server.public_key(), &challenge, &answer, &clock).unwrap_err(), Error::Replay);
 /// # Ok::<(), oncewire::Error>(())
 /// ```
+#[derive(Debug)]
 pub struct EnrollmentIssuer<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
-    mac_key: Secret<32>,
-    ttl_ms: u64,
-    used: NonceRing<N>,
-    snapshot_key: SnapshotKey<P>,
-    audit: Audit,
-    _p: PhantomData<P>,
-}
-
-impl<P: CryptoProvider, const N: usize> core::fmt::Debug for EnrollmentIssuer<P, N> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("EnrollmentIssuer")
-            .field("ttl_ms", &self.ttl_ms)
-            .field("used", &self.used.len())
-            .finish_non_exhaustive()
-    }
+    challenges: StatelessChallenges<P, N>,
 }
 
 impl<P: CryptoProvider, const N: usize> EnrollmentIssuer<P, N> {
-    /// An issuer with a secret MAC key, a challenge lifetime, and a secret
-    /// hash key for the used set.
-    pub fn new(mac_key: Secret<32>, ttl_ms: u64, hash_key: [u8; 16]) -> Self {
-        let snapshot_key = SnapshotKey::derive(mac_key.expose());
-        let used = NonceRing::new(Self::freshness(ttl_ms), hash_key);
-        Self { mac_key, ttl_ms, used, snapshot_key, audit: Audit::new(), _p: PhantomData }
+    /// An issuer over `challenges` (used for enrollment only).
+    pub const fn new(challenges: StatelessChallenges<P, N>) -> Self {
+        Self { challenges }
     }
 
-    /// An issuer with keys drawn from `rng` (they die with it: nothing it
-    /// issued verifies after a restart).
+    /// An issuer over a new [`StatelessChallenges`] whose keys come from
+    /// `rng` and die with it (nothing it issued verifies after a restart).
     ///
     /// # Errors
     /// [`Error::Rng`].
     pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R, ttl_ms: u64) -> Result<Self> {
-        let mut mac = Secret::<32>::zero();
-        let mut hash_key = [0u8; 16];
-        fill_random(rng, mac.expose_mut())?;
-        fill_random(rng, &mut hash_key)?;
-        Ok(Self::new(mac, ttl_ms, hash_key))
+        Ok(Self::new(StatelessChallenges::generate(rng, ttl_ms)?))
     }
 
-    /// The used set's freshness window: an entry's timestamp is its expiry.
-    pub const fn freshness(ttl_ms: u64) -> Freshness {
-        Freshness { max_age_ms: 0, max_future_skew_ms: ttl_ms }
+    /// The inner issuer: its used set, snapshots and audit counters.
+    pub const fn challenges(&self) -> &StatelessChallenges<P, N> {
+        &self.challenges
     }
 
-    /// An issuer whose MAC key survived a restart without a snapshot:
-    /// challenges expiring at or below `floor` are refused (`SPEC.md` §12).
-    pub fn after_restart(mac_key: Secret<32>, ttl_ms: u64, hash_key: [u8; 16], floor: TimeFloor) -> Self {
-        let mut s = Self::new(mac_key, ttl_ms, hash_key);
-        s.used = s.used.with_floor(floor);
-        s
-    }
-
-    /// Writes an authenticated snapshot of the used set (`SPEC.md` §4.4).
-    ///
-    /// # Errors
-    /// [`Error::Encode`] if `out` is too small.
-    pub fn snapshot(&self, epoch: u64, out: &mut [u8]) -> Result<usize> {
-        self.used.snapshot_as(Kind::Enrollments, &self.snapshot_key, &[], epoch, out)
-    }
-
-    /// An issuer with its used set restored from a snapshot.
-    ///
-    /// # Errors
-    /// [`Error::Truncated`], [`Error::Authentication`], [`Error::Rollback`],
-    /// [`Error::Decode`], [`Error::TrailingBytes`].
-    pub fn restore(
-        mac_key: Secret<32>,
-        ttl_ms: u64,
-        hash_key: [u8; 16],
-        snapshot: &[u8],
-        trusted_epoch: u64,
-    ) -> Result<Self> {
-        let mut s = Self::new(mac_key, ttl_ms, hash_key);
-        s.used = NonceRing::restore_as(
-            Kind::Enrollments,
-            snapshot,
-            &s.snapshot_key,
-            &[],
-            trusted_epoch,
-            Self::freshness(ttl_ms),
-            hash_key,
-        )?;
-        Ok(s)
-    }
-
-    fn tag(&self, signed: &[u8]) -> [u8; 32] {
-        challenge_mac::<P>(&self.mac_key, labels::ENROLLMENT_CHALLENGE, signed)
-    }
-
-    /// Issues a challenge expiring `ttl_ms` from now. Keeps no state.
+    /// Issues a challenge expiring after the issuer's lifetime. Keeps no state.
     ///
     /// # Errors
     /// [`Error::Rng`].
-    pub fn issue<R: TryCryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        clock: &impl Clock,
-    ) -> Result<[u8; ENROLLMENT_CHALLENGE_LEN]> {
-        let mut c = [0u8; ENROLLMENT_CHALLENGE_LEN];
-        let (signed, tag) = c.split_at_mut(16);
-        let (expiry, random) = signed.split_at_mut(8);
-        expiry.copy_from_slice(&clock.now_ms().saturating_add(self.ttl_ms).to_be_bytes());
-        fill_random(rng, random)?;
-        let mac = self.tag(signed);
-        tag.copy_from_slice(mac.get(..16).ok_or(Error::Misuse)?);
-        Ok(c)
+    pub fn issue<R: TryCryptoRng + ?Sized>(&self, rng: &mut R, clock: &impl Clock) -> Result<Challenge> {
+        self.challenges.issue(rng, clock)
     }
 
     /// Verifies an enrollment answer to `challenge` for the server whose
@@ -341,65 +259,27 @@ impl<P: CryptoProvider, const N: usize> EnrollmentIssuer<P, N> {
     pub fn verify(
         &mut self,
         server: &PublicKey,
-        challenge: &[u8; ENROLLMENT_CHALLENGE_LEN],
+        challenge: &Challenge,
         request: &EnrollmentRequest,
         clock: &impl Clock,
     ) -> Result<EnrolledDevice> {
         let now = clock.now_ms();
-        let r = self.check(server, challenge, request, now);
+        let r = self.challenges.check_challenge(challenge, now).and_then(|()| {
+            let digest = crate::keyschedule::enrollment_digest::<P>(
+                server,
+                challenge.as_bytes(),
+                request.device.as_bytes(),
+                &request.public_key,
+            );
+            verify_signature::<P>(&request.public_key, &digest, &request.signature)
+        });
         match r {
-            Ok((id, expiry, device)) => {
-                if self.used.commit(&id, expiry, now) == Some(crate::replay::Commit::EvictedFresh) {
-                    self.audit.pressure();
-                }
-                self.audit.accept();
-                Ok(device)
+            Ok(()) => {
+                self.challenges.commit(challenge, now);
+                Ok(EnrolledDevice { device: request.device, public_key: request.public_key })
             }
-            Err(e) => {
-                if e == Error::Replay {
-                    self.audit.challenge_reused();
-                } else {
-                    self.audit.record(e);
-                }
-                Err(e)
-            }
+            Err(Error::Expired(_)) => Err(self.challenges.reject(Error::Expired(Expiry::Enrollment))),
+            Err(e) => Err(self.challenges.reject(e)),
         }
-    }
-
-    fn check(
-        &self,
-        server: &PublicKey,
-        challenge: &[u8; ENROLLMENT_CHALLENGE_LEN],
-        request: &EnrollmentRequest,
-        now: u64,
-    ) -> Result<([u8; 12], u64, EnrolledDevice)> {
-        let (signed, tag) = challenge.split_at(16);
-        let (expiry, random) = signed.split_at(8);
-        if !bool::from(self.tag(signed).get(..16).unwrap_or_default().ct_eq(tag)) {
-            return Err(Error::Authentication);
-        }
-        let expiry = u64::from_be_bytes(expiry.try_into().map_err(|_| Error::Truncated)?);
-        let mut id = [0u8; 12];
-        let (head, rest) = id.split_at_mut(8);
-        head.copy_from_slice(random);
-        rest.copy_from_slice(tag.get(..4).unwrap_or_default());
-        match self.used.check(&id, expiry, now) {
-            Ok(()) => {}
-            Err(Error::Replay) => return Err(Error::Replay),
-            Err(_) => return Err(Error::Expired(Expiry::Enrollment)),
-        }
-        let digest = crate::keyschedule::enrollment_digest::<P>(
-            server,
-            challenge,
-            request.device.as_bytes(),
-            &request.public_key,
-        );
-        verify_signature::<P>(&request.public_key, &digest, &request.signature)?;
-        Ok((id, expiry, EnrolledDevice { device: request.device, public_key: request.public_key }))
-    }
-
-    /// Audit counters.
-    pub const fn audit(&self) -> &Audit {
-        &self.audit
     }
 }

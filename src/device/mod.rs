@@ -29,8 +29,8 @@ mod id;
 mod signature;
 
 pub use enrollment::{
-    Admission, ENROLLMENT_CHALLENGE_LEN, EnrolledDevice, EnrollmentChallenge, EnrollmentIssuer, EnrollmentRequest,
-    MAX_ENROLLMENT_REQUEST_LEN, ReEnrollment,
+    Admission, EnrolledDevice, EnrollmentChallenge, EnrollmentIssuer, EnrollmentRequest, MAX_ENROLLMENT_REQUEST_LEN,
+    ReEnrollment,
 };
 pub use id::{DeviceId, MAX_DEVICE_ID_LEN};
 pub(crate) use signature::normalize_s;

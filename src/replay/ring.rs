@@ -317,20 +317,19 @@ impl<const N: usize> NonceRing<N> {
         freshness: Freshness,
         hash_key: [u8; 16],
     ) -> Result<Self> {
-        Self::restore_as(Kind::Ring, bytes, key, context, trusted_epoch, freshness, hash_key)
+        Self::new(freshness, hash_key).restored(Kind::Ring, key, context, (bytes, trusted_epoch))
     }
 
-    pub(crate) fn restore_as<P: CryptoProvider>(
+    /// This (empty) ring with the state of `snapshot = (bytes, trusted epoch)`.
+    pub(crate) fn restored<P: CryptoProvider>(
+        self,
         kind: Kind,
-        bytes: &[u8],
         key: &SnapshotKey<P>,
         context: &[u8],
-        trusted_epoch: u64,
-        freshness: Freshness,
-        hash_key: [u8; 16],
+        snapshot: (&[u8], u64),
     ) -> Result<Self> {
-        let state = key.open(kind, N, context, trusted_epoch, bytes)?;
-        let mut seed = RingSeed(Self::new(freshness, hash_key));
+        let state = key.open(kind, N, context, snapshot.1, snapshot.0)?;
+        let mut seed = RingSeed(self);
         let mut de = postcard::Deserializer::from_bytes(state);
         serde::de::DeserializeSeed::deserialize(&mut seed, &mut de).map_err(|_| Error::Decode)?;
         let rest = de.finalize().map_err(|_| Error::Decode)?;

@@ -20,22 +20,18 @@ use subtle::ConstantTimeEq;
 /// Length of a snapshot's tag (HMAC-SHA256, untruncated).
 pub const SNAPSHOT_TAG_LEN: usize = 32;
 
-/// What a snapshot holds; bound into its tag.
+/// What a snapshot holds, bound into its tag: a counter window and its
+/// floor (1), a nonce ring (2), the used set of stateless challenges (3),
+/// the replay caches of one-shot requests (4) and token proofs (5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
+#[allow(missing_docs)]
 pub(crate) enum Kind {
-    /// A counter window and its floor.
     Window = 1,
-    /// A nonce ring (one-shot frames).
     Ring = 2,
-    /// The used set of stateless challenges.
     Challenges = 3,
-    /// The replay cache of one-shot HPKE requests.
     Requests = 4,
-    /// The replay cache of token proofs.
     Proofs = 5,
-    /// The used set of stateless enrollment challenges.
-    Enrollments = 6,
 }
 
 /// The key that authenticates a receiver's snapshots.

@@ -104,7 +104,8 @@ fn run() -> Result<(), &'static str> {
 
     send(&mut uart, kind::ENROLL_BEGIN, &[]).map_err(|_| "uart")?;
     let (k, n) = recv(&mut uart, &mut buf)?;
-    let challenge: [u8; 32] = buf[..n].try_into().map_err(|_| "enrollment challenge")?;
+    // 40 bytes: expiry ‖ random ‖ MAC tag (SPEC.md §12); the device treats it as opaque.
+    let challenge: [u8; 40] = buf[..n].try_into().map_err(|_| "enrollment challenge")?;
     if k != kind::ENROLL_CHALLENGE {
         return Err("expected an enrollment challenge");
     }
@@ -112,10 +113,10 @@ fn run() -> Result<(), &'static str> {
     // server), and carries the one wire form of a signature: raw, low-S.
     let answer = Prover::new(&mut signer).answer_enrollment(&server_key, &challenge, device).map_err(|_| "sign")?;
     // The challenge goes back with the answer: the server keeps no state.
-    let mut out = [0u8; 32 + oncewire::device::MAX_ENROLLMENT_REQUEST_LEN];
-    out[..32].copy_from_slice(&challenge);
-    let n = answer.to_bytes(&mut out[32..]).map_err(|_| "encode")?;
-    let msg = &out[..32 + n];
+    let mut out = [0u8; 40 + oncewire::device::MAX_ENROLLMENT_REQUEST_LEN];
+    out[..40].copy_from_slice(&challenge);
+    let n = answer.to_bytes(&mut out[40..]).map_err(|_| "encode")?;
+    let msg = &out[..40 + n];
     send(&mut uart, kind::ENROLL_ANSWER, msg).map_err(|_| "uart")?;
     if recv(&mut uart, &mut buf)?.0 != kind::OK {
         return Err("enrollment rejected");
