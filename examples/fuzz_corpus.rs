@@ -23,7 +23,7 @@ use oncewire::hpke;
 use oncewire::prover::Prover;
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::{Freshness, NonceRing};
-use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD};
+use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestSender};
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamSealer, chunk_buffer_len};
 use oncewire::token::{Claims, TokenIssuer};
 use oncewire::wire::buffer_len;
@@ -65,7 +65,8 @@ fn request_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPa
     let mut buf = vec![0u8; REQUEST_OVERHEAD + msg.len()];
     buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
     let pk = hpke_recipient().public_key();
-    let n = request::seal::<A, RustCrypto, _>(rng, &clock(), pk, sender, b"fuzz", b"aad", &mut buf, msg.len()).unwrap();
+    let sealer: RequestSender<A> = RequestSender::with_suite(*pk);
+    let n = sealer.seal(rng, &clock(), sender, b"fuzz", b"aad", &mut buf, msg.len()).unwrap();
     buf.truncate(n);
     buf
 }

@@ -83,45 +83,6 @@ fn aad_of(ts: u64, app_aad: &[u8], out: &mut [u8; 8 + MAX_APP_AAD]) -> Result<us
     Ok(total)
 }
 
-/// Seals a request in place to `pk_r`: put the message at
-/// `buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg_len]`; `enc`, the timestamp and
-/// the tag are written around it. With `sender`, auth mode (the server
-/// learns which static key sent it). Returns `msg_len + REQUEST_OVERHEAD`.
-///
-/// # Errors
-/// [`Error::BufferTooSmall`], [`Error::PayloadTooLarge`] (`app_info` or
-/// `app_aad` above 64 bytes), [`Error::Rng`], [`Error::InvalidKey`].
-#[allow(clippy::too_many_arguments)]
-pub fn seal<A: HpkeAead, P: CryptoProvider, R: TryCryptoRng + ?Sized>(
-    rng: &mut R,
-    clock: &impl Clock,
-    pk_r: &PublicKey,
-    sender: Option<&KeyPair<P>>,
-    app_info: &[u8],
-    app_aad: &[u8],
-    buf: &mut [u8],
-    msg_len: usize,
-) -> Result<usize> {
-    let total = msg_len.checked_add(REQUEST_OVERHEAD).ok_or(Error::BufferTooSmall)?;
-    let buf = buf.get_mut(..total).ok_or(Error::BufferTooSmall)?;
-    let ts = clock.now_ms();
-    let mut info = [0u8; REQUEST_INFO_LABEL.len() + MAX_APP_INFO];
-    let info_len = info_of(app_info, &mut info)?;
-    let mut aad = [0u8; 8 + MAX_APP_AAD];
-    let aad_len = aad_of(ts, app_aad, &mut aad)?;
-    let info = info.get(..info_len).ok_or(Error::PayloadTooLarge)?;
-    let (enc, mut ctx) = match sender {
-        None => SenderContext::<A, P>::base(rng, pk_r, info)?,
-        Some(s) => SenderContext::<A, P>::auth(rng, pk_r, info, s)?,
-    };
-    let (head, body) = buf.split_at_mut(PAYLOAD_OFFSET);
-    ctx.seal_in_place(aad.get(..aad_len).ok_or(Error::PayloadTooLarge)?, body, msg_len)?;
-    let (enc_slot, ts_slot) = head.split_at_mut(ENC_LEN);
-    enc_slot.copy_from_slice(enc.as_bytes());
-    ts_slot.copy_from_slice(&ts.to_be_bytes());
-    Ok(total)
-}
-
 /// The client side: seals one-shot requests to one server's request key.
 pub struct RequestSender<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto> {
     server: PublicKey,
@@ -148,13 +109,16 @@ impl<A: HpkeAead, P: CryptoProvider> RequestSender<A, P> {
         Self { server, _p: PhantomData }
     }
 
-    /// Seals a request in place (see [`seal`]): the message at
-    /// `buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg_len]`, stamped with
-    /// `clock` (in a session's server time base:
-    /// [`crate::Session::server_clock`]). With `sender`, auth mode.
+    /// Seals a request in place: put the message at
+    /// `buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg_len]`; `enc`, the timestamp
+    /// and the tag are written around it. The timestamp comes from `clock`
+    /// (in a session's server time base: [`crate::Session::server_clock`]).
+    /// With `sender`, auth mode (the server learns which static key sent
+    /// it). Returns `msg_len + REQUEST_OVERHEAD`.
     ///
     /// # Errors
-    /// As [`seal`].
+    /// [`Error::BufferTooSmall`], [`Error::PayloadTooLarge`] (`app_info` or
+    /// `app_aad` above 64 bytes), [`Error::Rng`], [`Error::InvalidKey`].
     #[allow(clippy::too_many_arguments)]
     pub fn seal<R: TryCryptoRng + ?Sized>(
         &self,
@@ -166,7 +130,24 @@ impl<A: HpkeAead, P: CryptoProvider> RequestSender<A, P> {
         buf: &mut [u8],
         msg_len: usize,
     ) -> Result<usize> {
-        seal::<A, P, R>(rng, clock, &self.server, sender, app_info, app_aad, buf, msg_len)
+        let total = msg_len.checked_add(REQUEST_OVERHEAD).ok_or(Error::BufferTooSmall)?;
+        let buf = buf.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+        let ts = clock.now_ms();
+        let mut info = [0u8; REQUEST_INFO_LABEL.len() + MAX_APP_INFO];
+        let info_len = info_of(app_info, &mut info)?;
+        let mut aad = [0u8; 8 + MAX_APP_AAD];
+        let aad_len = aad_of(ts, app_aad, &mut aad)?;
+        let info = info.get(..info_len).ok_or(Error::PayloadTooLarge)?;
+        let (enc, mut ctx) = match sender {
+            None => SenderContext::<A, P>::base(rng, &self.server, info)?,
+            Some(s) => SenderContext::<A, P>::auth(rng, &self.server, info, s)?,
+        };
+        let (head, body) = buf.split_at_mut(PAYLOAD_OFFSET);
+        ctx.seal_in_place(aad.get(..aad_len).ok_or(Error::PayloadTooLarge)?, body, msg_len)?;
+        let (enc_slot, ts_slot) = head.split_at_mut(ENC_LEN);
+        enc_slot.copy_from_slice(enc.as_bytes());
+        ts_slot.copy_from_slice(&ts.to_be_bytes());
+        Ok(total)
     }
 }
 

@@ -28,7 +28,7 @@ use oncewire::keyschedule::labels;
 use oncewire::prover::Prover;
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::replay::Freshness;
-use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
+use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver, RequestSender};
 use oncewire::token::{Claims, TokenIssuer, TokenProof};
 use oncewire::{RustCrypto, Secret};
 use serde_json::{Value, json};
@@ -105,17 +105,9 @@ fn generate() -> Value {
     let mut req = vec![0u8; REQUEST_OVERHEAD + msg.len()];
     req[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
     let clock = ManualClock::new(NOW + 2_000);
-    let rn = request::seal::<Aes256Gcm, RustCrypto, _>(
-        &mut FixedRng::new(&eph),
-        &clock,
-        &server_pk,
-        None,
-        app_info,
-        app_aad,
-        &mut req,
-        msg.len(),
-    )
-    .unwrap();
+    let rn = RequestSender::new(server_pk)
+        .seal(&mut FixedRng::new(&eph), &clock, None, app_info, app_aad, &mut req, msg.len())
+        .unwrap();
     assert_eq!(rn, req.len());
     // It opens once, through the API.
     let mut rx = RequestReceiver::<Aes256Gcm, RustCrypto, 8>::new(&Secret::new([1; 32]), Freshness::DEFAULT);

@@ -31,7 +31,7 @@ use oncewire::record::LONG_KEY_MAX_PAYLOAD;
 use oncewire::record::PersistentSender;
 use oncewire::replay::SnapshotKey;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing, TimeFloor, TimeMark};
-use oncewire::request::{self, PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
+use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver, RequestSender};
 use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Received, RequestId, Session};
 use oncewire::store::VolatileStore;
@@ -101,8 +101,8 @@ fn state_key() -> Secret<32> {
 fn seal_request(clock: &ManualClock, server: &PublicKey, sender: Option<&KeyPair>, msg: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; REQUEST_OVERHEAD + msg.len()];
     buf[PAYLOAD_OFFSET..][..msg.len()].copy_from_slice(msg);
-    let n = request::seal::<Aes256Gcm, RustCrypto, _>(&mut OsRng, clock, server, sender, APP, AAD, &mut buf, msg.len())
-        .unwrap();
+    let sealer: RequestSender = RequestSender::new(*server);
+    let n = sealer.seal(&mut OsRng, clock, sender, APP, AAD, &mut buf, msg.len()).unwrap();
     assert_eq!(n, msg.len() + REQUEST_OVERHEAD);
     assert_eq!(n, buf.len());
     buf
