@@ -165,7 +165,10 @@ fn hpke_single_shot(c: &mut Criterion) {
             b.iter(|| {
                 buf[ow::ENC_LEN..ow::ENC_LEN + size].copy_from_slice(&msg);
                 black_box(
-                    ow::seal::<ow::Aes256Gcm, RustCrypto, _>(&mut OsRng, &pk, b"info", b"aad", &mut buf, size).unwrap(),
+                    ow::SingleShot::<ow::Aes256Gcm, RustCrypto>::seal(
+                        &mut OsRng, &pk, None, b"info", b"aad", &mut buf, size,
+                    )
+                    .unwrap(),
                 )
             })
         });
@@ -188,13 +191,19 @@ fn hpke_single_shot(c: &mut Criterion) {
 
         // One sealed message, opened from a fresh copy each time.
         buf[ow::ENC_LEN..ow::ENC_LEN + size].copy_from_slice(&msg);
-        let n = ow::seal::<ow::Aes256Gcm, RustCrypto, _>(&mut OsRng, &pk, b"info", b"aad", &mut buf, size).unwrap();
+        let n =
+            ow::SingleShot::<ow::Aes256Gcm, RustCrypto>::seal(&mut OsRng, &pk, None, b"info", b"aad", &mut buf, size)
+                .unwrap();
         let sealed = buf[..n].to_vec();
         let mut work = sealed.clone();
         g.bench_function("open/oncewire", |b| {
             b.iter(|| {
                 work.copy_from_slice(&sealed);
-                black_box(ow::open::<ow::Aes256Gcm, RustCrypto>(&ours, b"info", b"aad", &mut work).unwrap().len())
+                black_box(
+                    ow::SingleShot::<ow::Aes256Gcm, RustCrypto>::open(&ours, None, b"info", b"aad", &mut work)
+                        .unwrap()
+                        .len(),
+                )
             })
         });
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed[..ow::ENC_LEN]).unwrap();

@@ -19,7 +19,7 @@ mod common;
 use common::*;
 use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, StatelessChallenges};
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
-use oncewire::hpke;
+use oncewire::hpke::{self, SingleShot};
 use oncewire::prover::Prover;
 use oncewire::provider::CryptoProvider;
 use oncewire::replay::{Freshness, NonceRing};
@@ -52,8 +52,8 @@ fn hpke_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPair>
     buf[hpke::ENC_LEN..hpke::ENC_LEN + msg.len()].copy_from_slice(msg);
     let pk = hpke_recipient().public_key();
     let n = match sender {
-        None => hpke::seal::<A, RustCrypto, _>(rng, pk, b"fuzz", b"aad", &mut buf, msg.len()),
-        Some(s) => hpke::seal_auth::<A, RustCrypto, _>(rng, pk, s, b"fuzz", b"aad", &mut buf, msg.len()),
+        None => SingleShot::<A>::seal(rng, pk, None, b"fuzz", b"aad", &mut buf, msg.len()),
+        Some(s) => SingleShot::<A>::seal(rng, pk, Some(s), b"fuzz", b"aad", &mut buf, msg.len()),
     }
     .unwrap();
     buf.truncate(n);

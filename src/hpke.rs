@@ -14,18 +14,17 @@
 //! [`CryptoProvider`] seam.
 //!
 //! ```
-//! use oncewire::hpke::{self, Aes256Gcm, KeyPair};
+//! use oncewire::hpke::{self, KeyPair, SingleShot};
 //! use oncewire::rng::OsRng;
-//! use oncewire::RustCrypto;
 //!
-//! let device = KeyPair::<RustCrypto>::generate(&mut OsRng)?;
+//! let device: KeyPair = KeyPair::generate(&mut OsRng)?;
 //! // Sender: enc ‖ ciphertext ‖ tag, sealed in place.
 //! let msg = b"firmware manifest";
 //! let mut buf = [0u8; hpke::ENC_LEN + 17 + hpke::TAG_LEN];
 //! buf[hpke::ENC_LEN..][..msg.len()].copy_from_slice(msg);
-//! let n = hpke::seal::<Aes256Gcm, RustCrypto, _>(&mut OsRng, device.public_key(), b"info", b"aad", &mut buf, msg.len())?;
+//! let n = <SingleShot>::seal(&mut OsRng, device.public_key(), None, b"info", b"aad", &mut buf, msg.len())?;
 //! // Recipient.
-//! let opened = hpke::open::<Aes256Gcm, RustCrypto>(&device, b"info", b"aad", &mut buf[..n])?;
+//! let opened = <SingleShot>::open(&device, None, b"info", b"aad", &mut buf[..n])?;
 //! assert_eq!(opened, msg);
 //! # Ok::<(), oncewire::Error>(())
 //! ```
@@ -427,102 +426,71 @@ impl<A: HpkeAead, P: CryptoProvider> RecipientContext<A, P> {
     }
 }
 
-/// Single-shot base-mode seal. `buf` is laid out `enc ‖ message ‖ tag`: put
-/// the message at `buf[ENC_LEN..ENC_LEN + msg_len]`; the rest is written.
-/// Returns `ENC_LEN + msg_len + TAG_LEN`.
-///
-/// # Errors
-/// [`Error::BufferTooSmall`], [`Error::Rng`], [`Error::InvalidKey`].
-pub fn seal<A: HpkeAead, P: CryptoProvider, R: TryCryptoRng + ?Sized>(
-    rng: &mut R,
-    pk_r: &PublicKey,
-    info: &[u8],
-    aad: &[u8],
-    buf: &mut [u8],
-    msg_len: usize,
-) -> Result<usize> {
-    single_seal::<A, P>(KeyPair::generate(rng)?, pk_r, None, info, aad, buf, msg_len)
-}
+/// Single-shot messages (`SPEC.md` §11.1): `enc ‖ ciphertext ‖ tag`, sealed
+/// with one context's first nonce. The AEAD and the provider are type
+/// parameters with defaults (AES-256-GCM, RustCrypto). A single-shot message
+/// carries no timestamp and keeps no state when opened: for data at rest and
+/// files; requests to a server use [`crate::request`].
+pub struct SingleShot<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto>(core::marker::PhantomData<(A, P)>);
 
-/// Single-shot auth-mode seal; as [`seal`], with the sender's static key.
-///
-/// # Errors
-/// As [`seal`].
-pub fn seal_auth<A: HpkeAead, P: CryptoProvider, R: TryCryptoRng + ?Sized>(
-    rng: &mut R,
-    pk_r: &PublicKey,
-    sender: &KeyPair<P>,
-    info: &[u8],
-    aad: &[u8],
-    buf: &mut [u8],
-    msg_len: usize,
-) -> Result<usize> {
-    single_seal::<A, P>(KeyPair::generate(rng)?, pk_r, Some(sender), info, aad, buf, msg_len)
-}
-
-fn single_seal<A: HpkeAead, P: CryptoProvider>(
-    ephemeral: KeyPair<P>,
-    pk_r: &PublicKey,
-    sender: Option<&KeyPair<P>>,
-    info: &[u8],
-    aad: &[u8],
-    buf: &mut [u8],
-    msg_len: usize,
-) -> Result<usize> {
-    let total = msg_len.checked_add(SINGLE_SHOT_OVERHEAD).ok_or(Error::BufferTooSmall)?;
-    let buf = buf.get_mut(..total).ok_or(Error::BufferTooSmall)?;
-    let (enc_slot, rest) = buf.split_at_mut(ENC_LEN);
-    let (enc, mut ctx) = SenderContext::<A, P>::with_ephemeral(ephemeral, pk_r, info, sender)?;
-    ctx.seal_in_place(aad, rest, msg_len)?;
-    enc_slot.copy_from_slice(enc.as_bytes());
-    Ok(total)
-}
-
-/// Single-shot base-mode open of `enc ‖ ciphertext ‖ tag`. Returns the
-/// plaintext (inside `buf`). On error `buf` is unchanged.
-///
-/// # Errors
-/// [`Error::Truncated`], [`Error::InvalidKey`] (bad `enc`),
-/// [`Error::Authentication`].
-pub fn open<'a, A: HpkeAead, P: CryptoProvider>(
-    recipient: &KeyPair<P>,
-    info: &[u8],
-    aad: &[u8],
-    buf: &'a mut [u8],
-) -> Result<&'a mut [u8]> {
-    single_open::<A, P>(recipient, None, info, aad, buf)
-}
-
-/// Single-shot auth-mode open; as [`open`], and only for messages the
-/// holder of `pk_s` sealed.
-///
-/// # Errors
-/// As [`open`].
-pub fn open_auth<'a, A: HpkeAead, P: CryptoProvider>(
-    recipient: &KeyPair<P>,
-    pk_s: &PublicKey,
-    info: &[u8],
-    aad: &[u8],
-    buf: &'a mut [u8],
-) -> Result<&'a mut [u8]> {
-    single_open::<A, P>(recipient, Some(pk_s), info, aad, buf)
-}
-
-fn single_open<'a, A: HpkeAead, P: CryptoProvider>(
-    recipient: &KeyPair<P>,
-    pk_s: Option<&PublicKey>,
-    info: &[u8],
-    aad: &[u8],
-    buf: &'a mut [u8],
-) -> Result<&'a mut [u8]> {
-    // Lengths first, before any cryptography.
-    if buf.len() < SINGLE_SHOT_OVERHEAD {
-        return Err(Error::Truncated);
+impl<A: HpkeAead, P: CryptoProvider> core::fmt::Debug for SingleShot<A, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SingleShot")
     }
-    let (enc, rest) = buf.split_at_mut(ENC_LEN);
-    let mut ctx = match pk_s {
-        None => RecipientContext::<A, P>::base(enc, recipient, info)?,
-        Some(pk_s) => RecipientContext::<A, P>::auth(enc, recipient, info, pk_s)?,
-    };
-    ctx.open_in_place(aad, rest)
+}
+
+impl<A: HpkeAead, P: CryptoProvider> SingleShot<A, P> {
+    /// Seals in place to `pk_r` (with `sender`, auth mode). `buf` is laid
+    /// out `enc ‖ message ‖ tag`: put the message at
+    /// `buf[ENC_LEN..ENC_LEN + msg_len]`; the rest is written. Returns
+    /// `ENC_LEN + msg_len + TAG_LEN`.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`], [`Error::Rng`], [`Error::InvalidKey`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal<R: TryCryptoRng + ?Sized>(
+        rng: &mut R,
+        pk_r: &PublicKey,
+        sender: Option<&KeyPair<P>>,
+        info: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        msg_len: usize,
+    ) -> Result<usize> {
+        // Lengths first, before any cryptography.
+        let total = msg_len.checked_add(SINGLE_SHOT_OVERHEAD).ok_or(Error::BufferTooSmall)?;
+        let buf = buf.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+        let (enc_slot, rest) = buf.split_at_mut(ENC_LEN);
+        let ephemeral = KeyPair::generate(rng)?;
+        let (enc, mut ctx) = SenderContext::<A, P>::with_ephemeral(ephemeral, pk_r, info, sender)?;
+        ctx.seal_in_place(aad, rest, msg_len)?;
+        enc_slot.copy_from_slice(enc.as_bytes());
+        Ok(total)
+    }
+
+    /// Opens `enc ‖ ciphertext ‖ tag` in place for `recipient` (with `pk_s`,
+    /// only a message the holder of `pk_s` sealed in auth mode). Returns the
+    /// plaintext, inside `buf`. On error `buf` is unchanged.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`], [`Error::InvalidKey`] (bad `enc`),
+    /// [`Error::Authentication`].
+    pub fn open<'a>(
+        recipient: &KeyPair<P>,
+        pk_s: Option<&PublicKey>,
+        info: &[u8],
+        aad: &[u8],
+        buf: &'a mut [u8],
+    ) -> Result<&'a mut [u8]> {
+        // Lengths first, before any cryptography.
+        if buf.len() < SINGLE_SHOT_OVERHEAD {
+            return Err(Error::Truncated);
+        }
+        let (enc, rest) = buf.split_at_mut(ENC_LEN);
+        let mut ctx = match pk_s {
+            None => RecipientContext::<A, P>::base(enc, recipient, info)?,
+            Some(pk_s) => RecipientContext::<A, P>::auth(enc, recipient, info, pk_s)?,
+        };
+        ctx.open_in_place(aad, rest)
+    }
 }

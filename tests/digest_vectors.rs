@@ -21,7 +21,7 @@ mod common;
 
 use common::{FixedRng, load_json, pinned_json};
 use oncewire::clock::ManualClock;
-use oncewire::device::{DeviceId, DeviceSigner, SoftwareSigner};
+use oncewire::device::{DeviceId, DeviceSigner, SignatureVerifier, SoftwareSigner};
 use oncewire::handshake::clock_offset;
 use oncewire::hpke::{Aes256Gcm, KeyPair};
 use oncewire::keyschedule::labels;
@@ -62,7 +62,7 @@ fn generate() -> Value {
         device_id.as_bytes(),
         device_pk.as_bytes(),
     ]);
-    assert!(oncewire::device::verify_signature::<RustCrypto>(&device_pk, &enroll_digest, &enroll.signature).is_ok());
+    assert!(SignatureVerifier::<RustCrypto>::new().verify(&device_pk, &enroll_digest, &enroll.signature).is_ok());
 
     // Token (§13).
     let issuer_key = RustCrypto::signing_key_from_bytes(&Secret::new(scalar(0x66))).unwrap();
@@ -96,7 +96,7 @@ fn generate() -> Value {
     assert_eq!(proof.jti, proof_jti);
     let p_digest =
         sha(&[labels::TOKEN_PROOF, &sha(&[&token]), &sha(&[request_bytes]), &proof_iat.to_be_bytes(), &proof_jti]);
-    assert!(oncewire::device::verify_signature::<RustCrypto>(&device_pk, &p_digest, &proof.signature).is_ok());
+    assert!(SignatureVerifier::<RustCrypto>::new().verify(&device_pk, &p_digest, &proof.signature).is_ok());
 
     // One-shot request (§11.3): a fixed ephemeral key through the normal API.
     let eph = scalar(0x77);

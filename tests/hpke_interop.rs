@@ -106,12 +106,16 @@ fn single_shot_interop_both_ways() {
     .unwrap();
     let mut buf = enc.to_bytes().to_vec();
     buf.extend_from_slice(&ct);
-    assert_eq!(ow::open::<ow::Aes256Gcm, RustCrypto>(&r, b"info", b"aad", &mut buf).unwrap(), b"one shot");
+    assert_eq!(
+        ow::SingleShot::<ow::Aes256Gcm, RustCrypto>::open(&r, None, b"info", b"aad", &mut buf).unwrap(),
+        b"one shot"
+    );
     // Ours -> theirs.
     let pk = PublicKey::from_sec1_uncompressed(&r_pk.to_bytes()).unwrap();
     let mut buf = vec![0u8; ow::SINGLE_SHOT_OVERHEAD + 8];
     buf[ow::ENC_LEN..ow::ENC_LEN + 8].copy_from_slice(b"one shot");
-    let n = ow::seal::<ow::Aes256Gcm, RustCrypto, _>(&mut OsRng, &pk, b"info", b"aad", &mut buf, 8).unwrap();
+    let n =
+        ow::SingleShot::<ow::Aes256Gcm, RustCrypto>::seal(&mut OsRng, &pk, None, b"info", b"aad", &mut buf, 8).unwrap();
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&buf[..ow::ENC_LEN]).unwrap();
     let pt = hpke::single_shot_open::<hpke::aead::AesGcm256, hpke::kdf::HkdfSha256, Kem>(
         &OpModeR::Base,
@@ -155,10 +159,16 @@ fn auth_mode_rejects_another_sender_and_base_rejects_auth() {
 fn malformed_enc_and_short_input_are_typed_errors() {
     let (r, _, _) = pair(9);
     let mut short = [0u8; ow::SINGLE_SHOT_OVERHEAD - 1];
-    assert_eq!(ow::open::<ow::Aes128Gcm, RustCrypto>(&r, b"", b"", &mut short).unwrap_err(), Error::Truncated);
+    assert_eq!(
+        ow::SingleShot::<ow::Aes128Gcm, RustCrypto>::open(&r, None, b"", b"", &mut short).unwrap_err(),
+        Error::Truncated
+    );
     let mut not_a_point = [0u8; ow::SINGLE_SHOT_OVERHEAD];
     not_a_point[0] = 4;
-    assert_eq!(ow::open::<ow::Aes128Gcm, RustCrypto>(&r, b"", b"", &mut not_a_point).unwrap_err(), Error::InvalidKey);
+    assert_eq!(
+        ow::SingleShot::<ow::Aes128Gcm, RustCrypto>::open(&r, None, b"", b"", &mut not_a_point).unwrap_err(),
+        Error::InvalidKey
+    );
     let mut compressed = [0u8; ow::SINGLE_SHOT_OVERHEAD];
     compressed[..33].copy_from_slice(&{
         let mut c = [0u8; 33];
@@ -166,7 +176,10 @@ fn malformed_enc_and_short_input_are_typed_errors() {
         c[1..].copy_from_slice(&r.public_key().as_bytes()[1..33]);
         c
     });
-    assert_eq!(ow::open::<ow::Aes128Gcm, RustCrypto>(&r, b"", b"", &mut compressed).unwrap_err(), Error::InvalidKey);
+    assert_eq!(
+        ow::SingleShot::<ow::Aes128Gcm, RustCrypto>::open(&r, None, b"", b"", &mut compressed).unwrap_err(),
+        Error::InvalidKey
+    );
     assert_eq!(
         RecipientContext::<ow::Aes128Gcm, RustCrypto>::base(&[4u8; 64], &r, b"").unwrap_err(),
         Error::InvalidKey

@@ -20,8 +20,8 @@ use oncewire::cache::{Purpose, ReplayCache};
 use oncewire::challenge::{Challenge, ChallengeTable, StatelessChallenges};
 use oncewire::clock::ManualClock;
 use oncewire::device::{
-    Admission, DeviceId, DeviceSignature, DeviceSigner, EnrollmentChallenge, ReEnrollment, SoftwareSigner,
-    verify_signature,
+    Admission, DeviceId, DeviceSignature, DeviceSigner, EnrollmentChallenge, ReEnrollment, SignatureVerifier,
+    SoftwareSigner,
 };
 use oncewire::handshake::{ServerKey, clock_offset};
 use oncewire::hpke::{Aes256Gcm, ENC_LEN, KeyPair};
@@ -1120,13 +1120,13 @@ fn f08_only_raw_low_s_signatures_verify() {
     let pk = signer.public_key().unwrap();
     let digest = [0x3c; 32];
     let low = signer.sign_digest(&digest).unwrap().to_raw_low_s().unwrap();
-    verify_signature::<RustCrypto>(&pk, &digest, &low).unwrap();
+    SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &low).unwrap();
     let high = high_s(&low);
     assert_ne!(high, low);
     // The other encodings of the same signature are refused by the verifier.
-    assert_eq!(verify_signature::<RustCrypto>(&pk, &digest, &high), Err(Error::Authentication));
-    assert_eq!(verify_signature::<RustCrypto>(&pk, &digest, &der(&low)), Err(Error::Authentication));
-    assert_eq!(verify_signature::<RustCrypto>(&pk, &digest, &der(&high)), Err(Error::Authentication));
+    assert_eq!(SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &high), Err(Error::Authentication));
+    assert_eq!(SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &der(&low)), Err(Error::Authentication));
+    assert_eq!(SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &der(&high)), Err(Error::Authentication));
     // Clients convert them to the one wire form.
     assert_eq!(DeviceSignature::from_raw(&high).unwrap().to_raw_low_s().unwrap(), low);
     assert_eq!(DeviceSignature::from_der(&der(&low)).unwrap().to_raw_low_s().unwrap(), low);

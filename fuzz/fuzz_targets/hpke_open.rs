@@ -10,7 +10,7 @@
 mod common;
 use common::*;
 use libfuzzer_sys::fuzz_target;
-use oncewire::hpke::{self, Aes128Gcm, Aes256Gcm, HpkeAead};
+use oncewire::hpke::{self, Aes128Gcm, Aes256Gcm, HpkeAead, SingleShot};
 use oncewire::provider::PublicKey;
 use oncewire::replay::Freshness;
 use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver};
@@ -22,10 +22,10 @@ fuzz_target!(|data: &[u8]| {
     let s = hpke_sender();
     let mut buf = msg.to_vec();
     let res = match sel % 8 {
-        0 => hpke::open::<Aes128Gcm, RustCrypto>(r, b"fuzz", b"aad", &mut buf).map(|p| p.len()),
-        1 => hpke::open::<Aes256Gcm, RustCrypto>(r, b"fuzz", b"aad", &mut buf).map(|p| p.len()),
-        2 => hpke::open_auth::<Aes128Gcm, RustCrypto>(r, s.public_key(), b"fuzz", b"aad", &mut buf).map(|p| p.len()),
-        3 => hpke::open_auth::<Aes256Gcm, RustCrypto>(r, s.public_key(), b"fuzz", b"aad", &mut buf).map(|p| p.len()),
+        0 => SingleShot::<Aes128Gcm>::open(r, None, b"fuzz", b"aad", &mut buf).map(|p| p.len()),
+        1 => SingleShot::<Aes256Gcm>::open(r, None, b"fuzz", b"aad", &mut buf).map(|p| p.len()),
+        2 => SingleShot::<Aes128Gcm>::open(r, Some(s.public_key()), b"fuzz", b"aad", &mut buf).map(|p| p.len()),
+        3 => SingleShot::<Aes256Gcm>::open(r, Some(s.public_key()), b"fuzz", b"aad", &mut buf).map(|p| p.len()),
         4 => return request::<Aes128Gcm>(msg, None),
         5 => return request::<Aes256Gcm>(msg, None),
         6 => return request::<Aes128Gcm>(msg, Some(s.public_key())),

@@ -134,7 +134,7 @@ impl DeviceVerified {
     }
 }
 
-/// Verifies a wire signature over a digest: exactly 64 bytes of raw
+/// Verifies wire signatures over digests: exactly 64 bytes of raw
 /// `r ‖ s` with `0 < r < n` and `0 < s ≤ n/2` (`SPEC.md` §8.2). DER and
 /// high-S forms are refused, so each signature has exactly one accepted
 /// encoding.
@@ -142,7 +142,38 @@ impl DeviceVerified {
 /// # Errors
 /// [`Error::Authentication`] if it is not in that form or does not verify,
 /// [`Error::InvalidKey`] if `public` is not a valid point.
-pub fn verify_signature<P: CryptoProvider>(public: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> Result<()> {
+pub struct SignatureVerifier<P: CryptoProvider = RustCrypto>(PhantomData<P>);
+
+impl<P: CryptoProvider> core::fmt::Debug for SignatureVerifier<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SignatureVerifier")
+    }
+}
+
+impl<P: CryptoProvider> Default for SignatureVerifier<P> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<P: CryptoProvider> SignatureVerifier<P> {
+    /// A verifier for the provider `P` (the default: `let v: SignatureVerifier = SignatureVerifier::new();`).
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+
+    /// Verifies `sig` by `public` over `digest` in the one wire form.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] if it is not in that form or does not verify,
+    /// [`Error::InvalidKey`] if `public` is not a valid point.
+    pub fn verify(&self, public: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> Result<()> {
+        verify_signature::<P>(public, digest, sig)
+    }
+}
+
+/// The one verifier behind [`SignatureVerifier`].
+pub(crate) fn verify_signature<P: CryptoProvider>(public: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> Result<()> {
     let raw: [u8; P256_SIGNATURE_LEN] = sig.try_into().map_err(|_| Error::Authentication)?;
     if normalize_s(raw)? != raw {
         return Err(Error::Authentication);
