@@ -46,21 +46,17 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 
 /// One single-shot HPKE message to the fuzz recipient, in base mode or (with
 /// a sender) auth mode.
-fn hpke_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPair>) -> Vec<u8> {
+fn hpke_seed<A: hpke::HpkeAead>(_aead: A, rng: &mut DetRng, sender: Option<&hpke::KeyPair>) -> Vec<u8> {
     let msg = b"hpke seed";
     let mut buf = vec![0u8; hpke::SINGLE_SHOT_OVERHEAD + msg.len()];
     buf[hpke::ENC_LEN..hpke::ENC_LEN + msg.len()].copy_from_slice(msg);
     let pk = hpke_recipient().public_key();
-    let n = match sender {
-        None => SingleShot::<A>::seal(rng, pk, None, b"fuzz", b"aad", &mut buf, msg.len()),
-        Some(s) => SingleShot::<A>::seal(rng, pk, Some(s), b"fuzz", b"aad", &mut buf, msg.len()),
-    }
-    .unwrap();
+    let n = <SingleShot<A>>::seal(rng, pk, sender, b"fuzz", b"aad", &mut buf, msg.len()).unwrap();
     buf.truncate(n);
     buf
 }
 
-fn request_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPair>) -> Vec<u8> {
+fn request_seed<A: hpke::HpkeAead>(_aead: A, rng: &mut DetRng, sender: Option<&hpke::KeyPair>) -> Vec<u8> {
     let msg = b"request seed";
     let mut buf = vec![0u8; REQUEST_OVERHEAD + msg.len()];
     buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
@@ -74,9 +70,9 @@ fn request_seed<A: hpke::HpkeAead>(rng: &mut DetRng, sender: Option<&hpke::KeyPa
 fn main() {
     let clock = clock();
     // Records and one-shot frames.
-    let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(KEY), Secret::new(IV), SID, 0).unwrap();
-    let mut one =
-        OneShotSender::<_, RustCrypto>::boot(&Secret::new(KEY), SID, oncewire::store::VolatileStore::new(), 1).unwrap();
+    let mut tx: CounterSender = CounterSender::new(&Secret::new(KEY), Secret::new(IV), SID, 0).unwrap();
+    let mut one: OneShotSender<_> =
+        OneShotSender::boot(&Secret::new(KEY), SID, oncewire::store::VolatileStore::new(), 1).unwrap();
     let mut rng = DetRng(7);
     for (i, p) in [&b""[..], b"ping", &[0xa5; 100]].iter().enumerate() {
         let mut f = vec![0u8; buffer_len(p.len())];
@@ -87,7 +83,7 @@ fn main() {
         write("frame_open", &format!("sealed-{i}"), &f[..n]);
         write("frame_parse", &format!("sealed-{i}"), &f[..n]);
     }
-    let _ = NonceRing::<1>::new(Freshness::DEFAULT, [0; 16]);
+    let _: NonceRing<1> = NonceRing::new(Freshness::DEFAULT, [0; 16]);
 
     // Handshake: message 1, 2 and 3 with the fixed ephemerals of the targets.
     let m1 = msg1();
@@ -101,7 +97,8 @@ fn main() {
     let (client, _) = client_start(&mut scratch);
     let (id, mut signer) = device();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
-    let (mut session, n3) = client.finish::<_, 32>(&clock, &m2[..n2], id, &mut signer, limits(), &mut m3).unwrap();
+    let (mut session, n3): (oncewire::Session, usize) =
+        client.finish(&clock, &m2[..n2], id, &mut signer, limits(), &mut m3).unwrap();
     write("handshake_server", "msg3", &m3[..n3]);
     write("frame_parse", "msg3", &m3[..n3]);
     let mut f = vec![0u8; buffer_len(5)];
@@ -109,7 +106,7 @@ fn main() {
     write("session_open", "record-seq1", &f[..n]);
 
     // A token for the fuzz issuer, and a proof-prefixed variant.
-    let issuer = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_from_bytes(&Secret::new([0x55; 32])).unwrap());
+    let issuer: TokenIssuer = TokenIssuer::from_bytes(&Secret::new([0x55; 32])).unwrap();
     let claims = Claims {
         iss: "fuzz",
         sub: b"fuzz-device",
@@ -130,7 +127,7 @@ fn main() {
     write("token_verify", "proof-token", &with_proof);
 
     // A challenge binding: first byte is the split (72), then binding ‖ request.
-    let s = StatelessChallenges::<RustCrypto, 8>::new(Secret::new([0x66; 32]), 30_000, [1; 16]);
+    let s: StatelessChallenges<RustCrypto, 8> = StatelessChallenges::new(Secret::new([0x66; 32]), 30_000, [1; 16]);
     let c = s.issue(&mut DetRng(3), &clock).unwrap();
     let request = b"POST /pay 10";
     let mut input = vec![72u8];
@@ -142,9 +139,9 @@ fn main() {
     for sel in 0u8..4 {
         let sender = (sel >= 2).then(hpke_sender);
         let n = if sel % 2 == 0 {
-            hpke_seed::<hpke::Aes128Gcm>(&mut rng, sender)
+            hpke_seed(hpke::Aes128Gcm, &mut rng, sender)
         } else {
-            hpke_seed::<hpke::Aes256Gcm>(&mut rng, sender)
+            hpke_seed(hpke::Aes256Gcm, &mut rng, sender)
         };
         let mut input = vec![sel];
         input.extend_from_slice(&n);
@@ -154,9 +151,9 @@ fn main() {
     for sel in 4u8..8 {
         let sender = (sel >= 6).then(hpke_sender);
         let n = if sel % 2 == 0 {
-            request_seed::<hpke::Aes128Gcm>(&mut rng, sender)
+            request_seed(hpke::Aes128Gcm, &mut rng, sender)
         } else {
-            request_seed::<hpke::Aes256Gcm>(&mut rng, sender)
+            request_seed(hpke::Aes256Gcm, &mut rng, sender)
         };
         let mut input = vec![sel];
         input.extend_from_slice(&n);
@@ -165,15 +162,8 @@ fn main() {
     // A three-chunk stream (the last one short) and a one-chunk stream.
     for (name, data) in [("three-chunks", &[0x5au8; 40][..]), ("one-chunk", &b"tiny"[..])] {
         let mut header = [0u8; STREAM_HEADER_LEN];
-        let mut s = StreamSealer::<hpke::Aes256Gcm, RustCrypto>::start(
-            &mut rng,
-            r.public_key(),
-            None,
-            b"fuzz",
-            16,
-            &mut header,
-        )
-        .unwrap();
+        let mut s: StreamSealer =
+            StreamSealer::start(&mut rng, r.public_key(), None, b"fuzz", 16, &mut header).unwrap();
         let mut out = header.to_vec();
         let pieces: Vec<&[u8]> = data.chunks(16).collect();
         for (i, p) in pieces.iter().enumerate() {
