@@ -10,7 +10,7 @@ use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
 use oncewire::prover::Prover;
 use oncewire::provider::PublicKey;
-use oncewire::session::Limits;
+use oncewire::session::{Limits, Session};
 use oncewire::wire::buffer_len;
 use oncewire::{Error, RustCrypto, Secret};
 use oncewire_companion::{BoardClock, HmacDrbg, StackPaint, Uart, kind, millis, recv, send, start_systick};
@@ -89,9 +89,9 @@ fn run() -> Result<(), &'static str> {
     // EMULATION ONLY: the device key comes from the DRBG. On hardware this is
     // a key slot in a secure element (ATECC608, SE050, OPTIGA) behind the
     // same `DeviceSigner` trait, and never leaves it.
-    let mut key = Secret::<32>::zero();
+    let mut key: Secret<32> = Secret::zero();
     rng.try_fill_bytes(key.expose_mut()).map_err(|_| "rng")?;
-    let mut signer = SoftwareSigner::<RustCrypto>::from_bytes(&key).map_err(|_| "device key")?;
+    let mut signer: SoftwareSigner = SoftwareSigner::from_bytes(&key).map_err(|_| "device key")?;
     let device = DeviceId::new(b"cortex-m4-lock").map_err(|_| "device id")?;
     let mut buf = [0u8; 512];
 
@@ -125,12 +125,13 @@ fn run() -> Result<(), &'static str> {
 
     let t0 = millis();
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (hs, n1) = ClientHandshake::<RustCrypto>::start(server_key, &mut rng, &clock, &mut m1).map_err(|_| "msg1")?;
+    let (hs, n1) = ClientHandshake::start(server_key, &mut rng, &clock, &mut m1).map_err(|_| "msg1")?;
     send(&mut uart, kind::FRAME, &m1[..n1]).map_err(|_| "uart")?;
     let (_, n2) = recv(&mut uart, &mut buf)?;
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
-    let (mut session, n3) = hs
-        .finish::<_, 4>(&clock, &buf[..n2], device, &mut signer, Limits::DEFAULT, &mut m3)
+    // A 4-word replay window (192 sequence numbers) is plenty for a device.
+    let (mut session, n3): (Session<RustCrypto, 4>, usize) = hs
+        .finish(&clock, &buf[..n2], device, &mut signer, Limits::DEFAULT, &mut m3)
         .map_err(|_| "msg2: server not authenticated")?;
     send(&mut uart, kind::FRAME, &m3[..n3]).map_err(|_| "uart")?;
     if recv(&mut uart, &mut buf)?.0 != kind::OK {
@@ -163,7 +164,8 @@ fn run() -> Result<(), &'static str> {
             Error::FromFuture => "response from the future",
             _ => "response did not open",
         })?;
-        match postcard::from_bytes::<AppResponse<'_>>(opened.payload) {
+        let reply: Result<AppResponse<'_>, _> = postcard::from_bytes(opened.payload);
+        match reply {
             Ok(AppResponse::Text(t)) => log!("sealed exchange: sent {:?}, got {:?}", text, t),
             Err(_) => return Err("response did not decode"),
         }

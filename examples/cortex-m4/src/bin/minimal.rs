@@ -32,8 +32,8 @@ fn run() -> Result<(), Error> {
     let key = Secret::new(core::hint::black_box([7u8; 32]));
     let iv = core::hint::black_box([9u8; 12]);
     let clock = ManualClock::new(1_767_225_600_000);
-    let mut tx = CounterSender::<RustCrypto>::new(&key, Secret::new(iv), *b"sess0001", 0)?;
-    let mut rx = CounterReceiver::<RustCrypto, 4>::new(&key, Secret::new(iv), *b"sess0001")?;
+    let mut tx: CounterSender = CounterSender::new(&key, Secret::new(iv), *b"sess0001", 0)?;
+    let mut rx: CounterReceiver<RustCrypto, 4> = CounterReceiver::new(&key, Secret::new(iv), *b"sess0001")?;
     let mut frame = [0u8; buffer_len(32)];
     let n = tx.seal(&clock, core::hint::black_box(b"unlock door 7, user 42, ok"), &mut frame)?;
     let mut copy = frame;
