@@ -52,6 +52,10 @@ fn enrollment_requests_round_trip_on_the_wire() {
     assert_eq!(EnrollmentRequest::from_bytes(&long).unwrap_err(), Error::TrailingBytes);
     assert_eq!(EnrollmentRequest::from_bytes(&buf[..n - 1]).unwrap_err(), Error::Decode);
     assert_eq!(EnrollmentRequest::from_bytes(&[]).unwrap_err(), Error::Decode);
+    // A non-minimal length varint (9 as 0x89 0x00) decodes to the same request: refused.
+    let mut odd = vec![0x89, 0x00];
+    odd.extend_from_slice(&buf[1..n]);
+    assert_eq!(EnrollmentRequest::from_bytes(&odd).unwrap_err(), Error::Decode);
 }
 
 #[test]

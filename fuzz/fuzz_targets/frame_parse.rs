@@ -1,8 +1,14 @@
-//! Header and frame parsing: never panics; whatever parses re-emits to the
-//! same bytes (no re-encoding differs from what was received); a key update
-//! that parses carries no payload.
+//! Header and frame parsing, and the other wire forms a server decodes
+//! (enrollment requests, bound requests, token proofs, challenges): never
+//! panics; whatever parses re-emits to the same bytes (no re-encoding
+//! differs from what was received); a key update that parses carries no
+//! payload.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use oncewire::bound::{BoundRequest, MAX_BOUND_LEN};
+use oncewire::challenge::Challenge;
+use oncewire::device::{EnrollmentRequest, MAX_ENROLLMENT_REQUEST_LEN};
+use oncewire::token::TokenProof;
 use oncewire::wire::{Frame, FrameType, HEADER_LEN, Header};
 
 fuzz_target!(|data: &[u8]| {
@@ -20,5 +26,21 @@ fuzz_target!(|data: &[u8]| {
             h.emit(&mut out).expect("a parsed header emits");
             assert_eq!(&out, bytes);
         }
+    }
+    if let Ok(r) = EnrollmentRequest::from_bytes(data) {
+        let mut out = [0u8; MAX_ENROLLMENT_REQUEST_LEN];
+        let n = r.to_bytes(&mut out).expect("a parsed request encodes");
+        assert_eq!(&out[..n], data, "an enrollment request re-encodes differently");
+    }
+    if let Ok(b) = BoundRequest::from_bytes(data) {
+        let mut out = [0u8; MAX_BOUND_LEN];
+        let n = b.to_bytes(&mut out).expect("a parsed bound request encodes");
+        assert_eq!(&out[..n], data, "a bound request re-encodes differently");
+    }
+    if let Ok(p) = TokenProof::from_bytes(data) {
+        assert_eq!(&p.to_bytes()[..], data);
+    }
+    if let Ok(c) = Challenge::from_bytes(data) {
+        assert_eq!(&c.as_bytes()[..], data);
     }
 });

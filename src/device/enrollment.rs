@@ -66,20 +66,28 @@ impl EnrollmentRequest {
         Ok(postcard::to_slice(&wire, out).map_err(|_| Error::BufferTooSmall)?.len())
     }
 
-    /// Decodes a request from the wire, exactly.
+    /// Decodes a request from the wire, exactly, in its one canonical
+    /// encoding (minimal length varints).
     ///
     /// # Errors
-    /// [`Error::Decode`], [`Error::TrailingBytes`], [`Error::Malformed`] (a
+    /// [`Error::Decode`] (also for a non-minimal encoding), [`Error::TrailingBytes`], [`Error::Malformed`] (a
     /// device id of 0 or more than 32 bytes), [`Error::InvalidKey`] (not a
     /// 65-byte uncompressed key), [`Error::Authentication`] (a signature that
     /// is not 64 bytes: not the one wire form).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let wire: RequestWire<'_> = crate::replay::snapshot::decode_exact(bytes)?;
-        Ok(Self {
+        let request = Self {
             device: DeviceId::new(wire.device_id)?,
             public_key: PublicKey::from_sec1_uncompressed(wire.public_key)?,
             signature: wire.signature.try_into().map_err(|_| Error::Authentication)?,
-        })
+        };
+        // One accepted encoding: a non-minimal length varint is refused.
+        let mut canonical = [0u8; MAX_ENROLLMENT_REQUEST_LEN];
+        let n = request.to_bytes(&mut canonical)?;
+        if canonical.get(..n) != Some(bytes) {
+            return Err(Error::Decode);
+        }
+        Ok(request)
     }
 }
 
