@@ -2,9 +2,12 @@
 //! and a reqwest [`client::Client`] an app (or its Rust core) calls.
 //!
 //! **Status: foundation (issue 12 in progress).** Enrollment, the
-//! handshake and sealed calls work end to end over HTTP/1.1 with in-memory
-//! state; tokens, challenge-bound calls, store traits for the fleet crate,
-//! metrics, the nginx pass-through test and the load generator are to come.
+//! handshake and sealed calls work end to end over HTTP/1.1. The device
+//! registry is an async trait ([`store::DeviceRegistry`], in memory by
+//! default), and message 3 waits for its lookup between the core's two
+//! steps with no lock held. Still to come: tokens, challenge-bound calls,
+//! the other stores as traits, metrics, the nginx pass-through test and the
+//! load generator.
 //!
 //! # The binding (draft)
 //!
@@ -31,6 +34,7 @@
 
 pub mod client;
 pub mod server;
+pub mod store;
 
 use oncewire::{Error, PeerAction};
 

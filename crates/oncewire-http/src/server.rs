@@ -7,6 +7,7 @@
 //! handshakes is bounded; a full table is refused with 503 `retry-later`.
 //! Expired sessions are swept by a background task, not per request.
 
+use crate::store::{DeviceRegistry, MemoryRegistry};
 use crate::{CONTENT_TYPE, NEXT_ACTION_HEADER, SESSION_HEADER, parse_session_hex, refusal, session_hex};
 use axum::Router;
 use axum::body::Bytes;
@@ -30,11 +31,11 @@ pub type Handler = Arc<dyn Fn(&DeviceId, &[u8]) -> Vec<u8> + Send + Sync>;
 
 type Id = [u8; 8];
 
-struct Shared {
+struct Shared<R> {
     key: ServerKey,
     limits: Limits,
     enrollments: Mutex<EnrollmentIssuer>,
-    devices: RwLock<HashMap<DeviceId, PublicKey>>,
+    devices: R,
     pending: Mutex<HashMap<Id, ServerAwaitFinish>>,
     sessions: RwLock<HashMap<Id, Arc<Mutex<Session>>>>,
     max_sessions: usize,
@@ -42,13 +43,19 @@ struct Shared {
     handler: Handler,
 }
 
-/// An oncewire backend: build it, then mount [`Backend::router`].
-#[derive(Clone)]
-pub struct Backend {
-    shared: Arc<Shared>,
+/// An oncewire backend over a device registry: build it, then mount
+/// [`Backend::router`].
+pub struct Backend<R: DeviceRegistry = MemoryRegistry> {
+    shared: Arc<Shared<R>>,
 }
 
-impl core::fmt::Debug for Backend {
+impl<R: DeviceRegistry> Clone for Backend<R> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<R: DeviceRegistry> core::fmt::Debug for Backend<R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Backend").field("server_key", self.shared.key.public_key()).finish_non_exhaustive()
     }
@@ -78,12 +85,29 @@ fn session_of(headers: &HeaderMap) -> Result<Id, Error> {
 }
 
 impl Backend {
-    /// A backend with a server key, session limits, bounds, and the
-    /// application's handler.
+    /// A backend with an in-memory device registry, a server key, session
+    /// limits, bounds, and the application's handler.
     ///
     /// # Errors
     /// [`Error::Rng`].
     pub fn new(
+        key: ServerKey,
+        limits: Limits,
+        max_sessions: usize,
+        max_pending: usize,
+        handler: Handler,
+    ) -> Result<Self, Error> {
+        Self::with_registry(MemoryRegistry::new(), key, limits, max_sessions, max_pending, handler)
+    }
+}
+
+impl<R: DeviceRegistry> Backend<R> {
+    /// A backend over `registry` (for example a database).
+    ///
+    /// # Errors
+    /// [`Error::Rng`].
+    pub fn with_registry(
+        registry: R,
         key: ServerKey,
         limits: Limits,
         max_sessions: usize,
@@ -96,7 +120,7 @@ impl Backend {
                 key,
                 limits,
                 enrollments: Mutex::new(EnrollmentIssuer::new(challenges)),
-                devices: RwLock::new(HashMap::new()),
+                devices: registry,
                 pending: Mutex::new(HashMap::new()),
                 sessions: RwLock::new(HashMap::new()),
                 max_sessions,
@@ -111,6 +135,11 @@ impl Backend {
         *self.shared.key.public_key()
     }
 
+    /// The device registry.
+    pub fn registry(&self) -> &R {
+        &self.shared.devices
+    }
+
     /// Established sessions.
     pub fn sessions(&self) -> usize {
         self.shared.sessions.read().map_or(0, |m| m.len())
@@ -119,11 +148,11 @@ impl Backend {
     /// The routes of the binding (see the crate docs), under `/oncewire/v1`.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/oncewire/v1/enroll/challenge", post(enroll_challenge))
-            .route("/oncewire/v1/enroll", post(enroll))
-            .route("/oncewire/v1/handshake", post(handshake))
-            .route("/oncewire/v1/handshake/finish", post(finish))
-            .route("/oncewire/v1/call", post(call))
+            .route("/oncewire/v1/enroll/challenge", post(enroll_challenge::<R>))
+            .route("/oncewire/v1/enroll", post(enroll::<R>))
+            .route("/oncewire/v1/handshake", post(handshake::<R>))
+            .route("/oncewire/v1/handshake/finish", post(finish::<R>))
+            .route("/oncewire/v1/call", post(call::<R>))
             .with_state(self.shared.clone())
     }
 
@@ -152,7 +181,7 @@ impl Backend {
     }
 }
 
-async fn enroll_challenge(State(s): State<Arc<Shared>>) -> Response {
+async fn enroll_challenge<R: DeviceRegistry>(State(s): State<Arc<Shared<R>>>) -> Response {
     let issued = s.enrollments.lock().map_err(|_| Error::Misuse).and_then(|e| e.issue(&mut OsRng, &SystemClock));
     match issued {
         Ok(c) => sealed(c.as_bytes().to_vec(), None),
@@ -160,29 +189,25 @@ async fn enroll_challenge(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn enroll(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    let r = (|| {
+async fn enroll<R: DeviceRegistry>(State(s): State<Arc<Shared<R>>>, body: Bytes) -> Response {
+    let verified = (|| {
         let (challenge, request) = body.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
         let challenge = Challenge::from_bytes(challenge)?;
         let request = EnrollmentRequest::from_bytes(request)?;
-        let d = s.enrollments.lock().map_err(|_| Error::Misuse)?.verify(
-            s.key.public_key(),
-            &challenge,
-            &request,
-            &SystemClock,
-        )?;
-        let mut devices = s.devices.write().map_err(|_| Error::Misuse)?;
-        d.admit(devices.get(&d.device), ReEnrollment::Refuse)?;
-        devices.insert(d.device, d.public_key);
-        Ok::<_, Error>(())
+        s.enrollments.lock().map_err(|_| Error::Misuse)?.verify(s.key.public_key(), &challenge, &request, &SystemClock)
     })();
+    let r = match verified {
+        // The registry applies the policy atomically with its own lookup.
+        Ok(d) => s.devices.enroll(d, ReEnrollment::Refuse).await,
+        Err(e) => Err(e),
+    };
     match r {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refuse(e),
     }
 }
 
-async fn handshake(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn handshake<R: DeviceRegistry>(State(s): State<Arc<Shared<R>>>, body: Bytes) -> Response {
     let mut out = [0u8; MAX_HANDSHAKE_LEN];
     let r = s.key.accept(&mut OsRng, &SystemClock, &body, s.limits, &mut out).and_then(|(pending, n)| {
         let id = *pending.session_id();
@@ -199,30 +224,31 @@ async fn handshake(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
-async fn finish(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut msg3 = body.to_vec();
-    let r = (|| {
-        let id = session_of(&headers)?;
-        // Taken out of the map before any cryptography runs.
-        let pending = s.pending.lock().map_err(|_| Error::Misuse)?.remove(&id).ok_or(Error::UnknownSession)?;
-        let step = pending.read_finish::<32>(&SystemClock, &mut msg3)?;
-        let key =
-            s.devices.read().map_err(|_| Error::Misuse)?.get(step.device()).copied().ok_or(Error::UnknownDevice)?;
-        let session: Session = step.verify(&SystemClock, &key)?;
-        let mut m = s.sessions.write().map_err(|_| Error::Misuse)?;
-        if m.len() >= s.max_sessions {
-            return Err(Error::CapacityExceeded);
-        }
-        m.insert(id, Arc::new(Mutex::new(session)));
-        Ok(())
-    })();
-    match r {
+async fn finish<R: DeviceRegistry>(State(s): State<Arc<Shared<R>>>, headers: HeaderMap, body: Bytes) -> Response {
+    match finish_steps(&s, &headers, body.to_vec()).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refuse(e),
     }
 }
 
-async fn call(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Message 3 in the core's two steps, with the registry lookup (which may
+/// be a database round trip) in between and no lock held across it.
+async fn finish_steps<R: DeviceRegistry>(s: &Shared<R>, headers: &HeaderMap, mut msg3: Vec<u8>) -> Result<(), Error> {
+    let id = session_of(headers)?;
+    // Taken out of the map before any cryptography runs.
+    let pending = s.pending.lock().map_err(|_| Error::Misuse)?.remove(&id).ok_or(Error::UnknownSession)?;
+    let step = pending.read_finish::<32>(&SystemClock, &mut msg3)?;
+    let key = s.devices.device_key(step.device()).await?.ok_or(Error::UnknownDevice)?;
+    let session: Session = step.verify(&SystemClock, &key)?;
+    let mut m = s.sessions.write().map_err(|_| Error::Misuse)?;
+    if m.len() >= s.max_sessions {
+        return Err(Error::CapacityExceeded);
+    }
+    m.insert(id, Arc::new(Mutex::new(session)));
+    Ok(())
+}
+
+async fn call<R: DeviceRegistry>(State(s): State<Arc<Shared<R>>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut frame = body.to_vec();
     let r = (|| {
         let id = session_of(&headers)?;

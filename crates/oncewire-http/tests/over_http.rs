@@ -74,3 +74,37 @@ async fn enroll_connect_call_and_refusals() {
         other => panic!("re-enrollment: {other:?}"),
     }
 }
+
+/// A registry that answers after a delay, like a database round trip.
+struct SlowRegistry(oncewire_http::store::MemoryRegistry);
+
+impl oncewire_http::store::DeviceRegistry for SlowRegistry {
+    async fn device_key(&self, device: &DeviceId) -> Result<Option<oncewire::PublicKey>, oncewire::Error> {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.0.device_key(device).await
+    }
+    async fn enroll(
+        &self,
+        device: oncewire::device::EnrolledDevice,
+        policy: oncewire::device::ReEnrollment,
+    ) -> Result<oncewire::device::Admission, oncewire::Error> {
+        self.0.enroll(device, policy).await
+    }
+}
+
+#[tokio::test]
+async fn message_3_waits_for_an_async_registry_lookup() {
+    let key: ServerKey = ServerKey::generate(&mut OsRng).unwrap();
+    let handler: Handler = Arc::new(|_, body| body.to_vec());
+    let registry = SlowRegistry(oncewire_http::store::MemoryRegistry::new());
+    let backend = Backend::with_registry(registry, key, Limits::DEFAULT, 16, 16, handler).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = backend.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
+    let mut c = Client::new(&base, backend.public_key(), DeviceId::new(b"lock-7").unwrap(), signer);
+    c.enroll().await.unwrap();
+    assert_eq!(backend.registry().0.len(), 1);
+    assert_eq!(c.call(b"echo").await.unwrap(), b"echo");
+}
