@@ -57,7 +57,7 @@
 //! ```
 
 use crate::cache::ReplayCache;
-use crate::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge, StatelessChallenges};
+use crate::challenge::{BINDING_LEN, Challenge, StatelessChallenges};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::keyschedule::request_hash;
@@ -228,13 +228,7 @@ impl<S: crate::device::DeviceSigner, P: CryptoProvider> crate::prover::Prover<S,
         token: Option<&[u8]>,
     ) -> Result<BoundRequest> {
         let hash = request_hash::<P>(request);
-        let binding = challenge.map(|c| {
-            let mut out = [0u8; BINDING_LEN];
-            let (head, tail) = out.split_at_mut(CHALLENGE_LEN);
-            head.copy_from_slice(c.as_bytes());
-            tail.copy_from_slice(&hash);
-            out
-        });
+        let binding = challenge.map(|c| crate::challenge::binding(c, &hash));
         let proof = match token {
             Some(t) => Some(self.prove_hash(rng, clock, t, &hash)?),
             None => None,

@@ -89,6 +89,15 @@ impl Challenge {
     }
 }
 
+/// `challenge ‖ request_hash`: the binding of `SPEC.md` §12.
+pub(crate) fn binding(challenge: &Challenge, request_hash: &[u8; 32]) -> [u8; BINDING_LEN] {
+    let mut out = [0u8; BINDING_LEN];
+    let (c, h) = out.split_at_mut(CHALLENGE_LEN);
+    c.copy_from_slice(challenge.as_bytes());
+    h.copy_from_slice(request_hash);
+    out
+}
+
 /// Splits and checks a binding against the request, in constant time.
 fn split_binding<P: CryptoProvider>(binding: &[u8], request: &[u8]) -> Result<(Challenge, subtle::Choice)> {
     split_binding_hash(binding, &crate::keyschedule::request_hash::<P>(request))
@@ -201,7 +210,7 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
     }
 
     fn mac(&self, signed: &[u8]) -> [u8; 32] {
-        crate::keyschedule::challenge_mac::<P>(&self.mac_key, crate::keyschedule::labels::CHALLENGE, signed)
+        crate::keyschedule::challenge_mac::<P>(&self.mac_key, signed)
     }
 
     /// Issues a challenge expiring `ttl_ms` from now. Keeps no state.
@@ -222,11 +231,7 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
     }
 
     /// Checks a challenge without committing. Pure.
-    pub(crate) fn check_challenge(&self, c: &Challenge, now: u64) -> Result<()> {
-        self.check(c, now)
-    }
-
-    fn check(&self, c: &Challenge, now: u64) -> Result<()> {
+    pub(crate) fn check(&self, c: &Challenge, now: u64) -> Result<()> {
         let mac = self.mac(c.signed_part());
         if !bool::from(mac.get(..16).unwrap_or_default().ct_eq(c.tag())) {
             return Err(Error::Authentication);

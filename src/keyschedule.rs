@@ -130,9 +130,9 @@ pub(crate) fn request_hash<P: CryptoProvider>(request: &[u8]) -> [u8; 32] {
     P::sha256(&[request])
 }
 
-/// A challenge MAC (§12, §8.3), untruncated.
-pub(crate) fn challenge_mac<P: CryptoProvider>(key: &Secret<32>, label: &[u8], signed: &[u8]) -> [u8; 32] {
-    P::hmac_sha256(key.expose(), &[label, signed])
+/// A stateless challenge's MAC (§12), untruncated.
+pub(crate) fn challenge_mac<P: CryptoProvider>(key: &Secret<32>, signed: &[u8]) -> [u8; 32] {
+    P::hmac_sha256(key.expose(), &[labels::CHALLENGE, signed])
 }
 
 /// A receiver's snapshot key from its secret (§4.4).

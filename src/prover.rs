@@ -28,7 +28,7 @@
 //! # Ok::<(), oncewire::Error>(())
 //! ```
 
-use crate::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge};
+use crate::challenge::{BINDING_LEN, Challenge, binding};
 use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceSigner, EnrollmentRequest};
 use crate::error::Result;
@@ -97,11 +97,7 @@ impl<S: DeviceSigner, P: CryptoProvider> Prover<S, P> {
     /// `challenge ‖ SHA-256(request)` (`SPEC.md` §12). Send the binding with
     /// the request, usually inside a sealed record.
     pub fn bind(&self, challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
-        let mut out = [0u8; BINDING_LEN];
-        let (c, h) = out.split_at_mut(CHALLENGE_LEN);
-        c.copy_from_slice(challenge.as_bytes());
-        h.copy_from_slice(&request_hash::<P>(request));
-        out
+        binding(challenge, &request_hash::<P>(request))
     }
 
     /// A fresh proof of possession for using `token` on the exact `request`

@@ -353,7 +353,7 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
 
     /// This end's clock, corrected by the handshake's offset.
     fn now(&self, clock: &impl Clock) -> u64 {
-        clock.now_ms().saturating_add_signed(self.clock_offset_ms)
+        self.server_clock(clock).now_ms()
     }
 
     /// `clock` in the server's time base (the device clock plus this

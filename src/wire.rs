@@ -303,6 +303,19 @@ pub(crate) const fn exact_len(bytes: &[u8], want: usize) -> Result<()> {
     }
 }
 
+/// Decodes a postcard value and rejects any remainder (postcard's
+/// `from_bytes` would accept trailing bytes).
+///
+/// # Errors
+/// [`Error::Decode`], [`Error::TrailingBytes`].
+pub(crate) fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    let (v, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|_| Error::Decode)?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes);
+    }
+    Ok(v)
+}
+
 /// Copies `payload` into `out` at `offset`, where an in-place seal expects it.
 ///
 /// # Errors

@@ -75,7 +75,7 @@ impl EnrollmentRequest {
     /// 65-byte uncompressed key), [`Error::Authentication`] (a signature that
     /// is not 64 bytes: not the one wire form).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let wire: RequestWire<'_> = crate::replay::snapshot::decode_exact(bytes)?;
+        let wire: RequestWire<'_> = crate::wire::decode_exact(bytes)?;
         let request = Self {
             device: DeviceId::new(wire.device_id)?,
             public_key: PublicKey::from_sec1_uncompressed(wire.public_key)?,
@@ -272,7 +272,7 @@ impl<P: CryptoProvider, const N: usize> EnrollmentIssuer<P, N> {
         clock: &impl Clock,
     ) -> Result<EnrolledDevice> {
         let now = clock.now_ms();
-        let r = self.challenges.check_challenge(challenge, now).and_then(|()| {
+        let r = self.challenges.check(challenge, now).and_then(|()| {
             let digest = crate::keyschedule::enrollment_digest::<P>(
                 server,
                 challenge.as_bytes(),

@@ -67,14 +67,7 @@ pub(super) struct FinishBody<'a> {
     pub(super) signature: &'a [u8],
 }
 
-/// Decodes a postcard value and rejects any remainder.
-pub(super) fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    let (v, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|_| Error::Decode)?;
-    if !rest.is_empty() {
-        return Err(Error::TrailingBytes);
-    }
-    Ok(v)
-}
+pub(super) use crate::wire::decode_exact;
 
 /// Parses a plaintext control frame of the expected type; returns header,
 /// header bytes and body.

@@ -101,12 +101,3 @@ impl<P: CryptoProvider> SnapshotKey<P> {
         Ok(state)
     }
 }
-
-/// Decodes a postcard value and rejects any remainder.
-pub(crate) fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    let (v, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|_| Error::Decode)?;
-    if !rest.is_empty() {
-        return Err(Error::TrailingBytes);
-    }
-    Ok(v)
-}

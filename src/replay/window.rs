@@ -2,7 +2,7 @@
 
 use super::TimeFloor;
 use crate::error::{Error, Result};
-use crate::replay::snapshot::decode_exact;
+use crate::wire::decode_exact;
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
