@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 pub mod store;
 
