@@ -124,8 +124,49 @@ impl Need {
     pub const CHALLENGE_AND_TOKEN: Self = Self { challenge: true, token: true };
 }
 
+/// The backend's clock: the system clock unless the builder was given
+/// another (tests and the demo move it to play stale and expired input).
+#[derive(Clone)]
+pub struct BackendClock(Arc<dyn Clock + Send + Sync>);
+
+impl core::fmt::Debug for BackendClock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "BackendClock({} ms)", self.0.now_ms())
+    }
+}
+
+impl Clock for BackendClock {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
+/// The system clock shifted by an adjustable offset, shared between
+/// threads: for tests and demos that move a backend's time.
+#[derive(Clone, Debug, Default)]
+pub struct ShiftedClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl ShiftedClock {
+    /// No shift.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves this clock (and its clones) `ms` forward (negative: back).
+    pub fn shift(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now_ms(&self) -> u64 {
+        SystemClock.now_ms().saturating_add_signed(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 struct Inner<R, S, P, O> {
     key: ServerKey,
+    clock: BackendClock,
     config: Config,
     enrollments: Box<Mutex<EnrollmentIssuer>>,
     challenges: Box<StatelessChallenges>,
@@ -172,6 +213,7 @@ pub struct Builder<R, S, P, O> {
     pending: P,
     once: Option<O>,
     tokens: Option<TokenIssuer>,
+    clock: BackendClock,
 }
 
 impl<R, S, P, O> core::fmt::Debug for Builder<R, S, P, O> {
@@ -192,6 +234,7 @@ impl Backend {
             pending: MemoryPending::new(10_000),
             once: None,
             tokens: None,
+            clock: BackendClock(Arc::new(SystemClock)),
         }
     }
 }
@@ -200,6 +243,12 @@ impl<R, S, P, O> Builder<R, S, P, O> {
     /// The settings.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// The clock (the system clock otherwise).
+    pub fn clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
+        self.clock = BackendClock(Arc::new(clock));
         self
     }
 
@@ -219,6 +268,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending: self.pending,
             once: self.once,
             tokens: self.tokens,
+            clock: self.clock,
         }
     }
 
@@ -232,6 +282,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending: self.pending,
             once: self.once,
             tokens: self.tokens,
+            clock: self.clock,
         }
     }
 
@@ -245,6 +296,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending,
             once: self.once,
             tokens: self.tokens,
+            clock: self.clock,
         }
     }
 
@@ -258,6 +310,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending: self.pending,
             once: Some(once),
             tokens: self.tokens,
+            clock: self.clock,
         }
     }
 }
@@ -293,6 +346,7 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Builder<
         Ok(Backend {
             inner: Arc::new(Inner {
                 key: self.key,
+                clock: self.clock,
                 config: c,
                 enrollments: boxed(|| EnrollmentIssuer::generate(&mut OsRng, c.challenge_ttl_ms).map(Mutex::new))?,
                 challenges: boxed(|| StatelessChallenges::generate(&mut OsRng, c.challenge_ttl_ms))?,
@@ -459,6 +513,11 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Backend<
         *self.inner.tokens.public_key()
     }
 
+    /// The backend's clock.
+    pub fn clock(&self) -> &BackendClock {
+        &self.inner.clock
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -546,7 +605,7 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Backend<
     /// Drops expired sessions and pending handshakes (run it periodically,
     /// for example with [`Backend::spawn_sweeper`]).
     pub async fn sweep(&self) -> (usize, usize) {
-        let now = SystemClock.now_ms();
+        let now = self.inner.clock.now_ms();
         (self.inner.sessions.sweep(now).await, self.inner.pending.sweep(now).await)
     }
 
@@ -591,7 +650,8 @@ pub type RequireLayer<R, S, P, O> = axum::middleware::FromFnLayer<
 async fn enroll_challenge<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore>(
     State(b): State<Backend<R, S, P, O>>,
 ) -> Response {
-    let issued = b.inner.enrollments.lock().map_err(|_| Error::Storage).and_then(|e| e.issue(&mut OsRng, &SystemClock));
+    let issued =
+        b.inner.enrollments.lock().map_err(|_| Error::Storage).and_then(|e| e.issue(&mut OsRng, &b.inner.clock));
     match issued {
         Ok(c) => oncewire_body(StatusCode::OK, c.as_bytes().to_vec(), None),
         Err(e) => b.refused(Route::Enroll, e, None, None),
@@ -607,7 +667,7 @@ async fn enroll<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStor
         let (challenge, request) = body.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
         let challenge = Challenge::from_bytes(challenge)?;
         let request = EnrollmentRequest::from_bytes(request)?;
-        s.enrollments.lock().map_err(|_| Error::Storage)?.verify(s.key.public_key(), &challenge, &request, &SystemClock)
+        s.enrollments.lock().map_err(|_| Error::Storage)?.verify(s.key.public_key(), &challenge, &request, &s.clock)
     })();
     // The registry applies the policy atomically with its own lookup.
     let r = match verified {
@@ -630,7 +690,7 @@ async fn handshake<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceS
 ) -> Response {
     let s = &b.inner;
     let mut out = [0u8; MAX_HANDSHAKE_LEN];
-    let r = s.key.accept(&mut OsRng, &SystemClock, &body, s.config.limits, &mut out);
+    let r = s.key.accept(&mut OsRng, &s.clock, &body, s.config.limits, &mut out);
     let r = match r {
         Ok((pending, n)) => {
             let id = *pending.session_id();
@@ -679,10 +739,10 @@ async fn finish_steps<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     }
     // Taken out of the store before any cryptography runs: message 3 is tried once.
     let pending = s.pending.take(&id).await?.ok_or(Error::UnknownSession)?;
-    let step = pending.read_finish::<32>(&SystemClock, &mut msg3)?;
+    let step = pending.read_finish::<32>(&s.clock, &mut msg3)?;
     let device = *step.device();
     let key = s.registry.device_key(&device).await?.ok_or(Error::UnknownDevice)?;
-    let session: Session = step.verify(&SystemClock, &key)?;
+    let session: Session = step.verify(&s.clock, &key)?;
     s.sessions.insert(id, session).await?;
     Ok(device)
 }
@@ -690,7 +750,7 @@ async fn finish_steps<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
 async fn challenge<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore>(
     State(b): State<Backend<R, S, P, O>>,
 ) -> Response {
-    match b.inner.challenges.issue(&mut OsRng, &SystemClock) {
+    match b.inner.challenges.issue(&mut OsRng, &b.inner.clock) {
         Ok(c) => oncewire_body(StatusCode::OK, c.as_bytes().to_vec(), None),
         Err(e) => b.refused(Route::Bound, e, None, None),
     }
@@ -712,7 +772,7 @@ async fn token<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore
         let key = s.registry.device_key(&device).await?.ok_or(Error::UnknownDevice)?;
         let mut jti = [0u8; 16];
         OsRng.try_fill_bytes(&mut jti).map_err(|_| Error::Rng)?;
-        let now = SystemClock.now_ms();
+        let now = s.clock.now_ms();
         let claims = Claims {
             iss: TOKEN_AUDIENCE,
             sub: device.as_bytes(),
@@ -798,7 +858,7 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     // The session's own lock, for the open alone.
     let opened = lock(&handle).and_then(|mut session| {
         let device = session.device().copied().ok_or(Error::Misuse)?;
-        match session.open_in_place(&SystemClock, &mut frame)? {
+        match session.open_in_place(&s.clock, &mut frame)? {
             Received::Record(opened, rid) => Ok(Some((device, rid, opened.payload.to_vec()))),
             Received::KeyUpdated { .. } => Ok(None),
         }
@@ -832,7 +892,7 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     };
     let sealed = lock(&handle).and_then(|mut session| {
         let mut out = vec![0u8; buffer_len(reply.len())];
-        let n = session.seal_response(&SystemClock, rid, &reply, &mut out)?;
+        let n = session.seal_response(&s.clock, rid, &reply, &mut out)?;
         out.truncate(n);
         Ok(out)
     });
@@ -871,7 +931,7 @@ async fn bound_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: Onc
             challenges: need.challenge.then_some(&s.challenges),
             token: need.token.then_some((&s.verifier, &s.no_proofs, token)),
         };
-        let (verified, onces) = bound.verify_unrecorded(checks, &SystemClock, request, &key)?;
+        let (verified, onces) = bound.verify_unrecorded(checks, &s.clock, request, &key)?;
         let token = verified.map(|t| CheckedToken {
             subject: t.claims().sub.to_vec(),
             expires_at_ms: t.claims().exp,
@@ -886,7 +946,7 @@ async fn bound_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: Onc
         Err(e) => return b.refused(Route::Bound, e, None, Some(&call.session)),
     };
     // Recorded once, all parts together, only now that every part checked out.
-    if let Err(r) = s.once.accept(&onces, SystemClock.now_ms()).await {
+    if let Err(r) = s.once.accept(&onces, s.clock.now_ms()).await {
         return b.refused_with(Route::Bound, r, Some(&call.session));
     }
     s.metrics.accepted(Route::Bound);
@@ -915,13 +975,13 @@ async fn one_shot_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: 
     };
     let opened = s
         .requests
-        .open_unrecorded(&s.request_key, None, &SystemClock, ONE_SHOT_INFO, &path, &mut buf)
+        .open_unrecorded(&s.request_key, None, &s.clock, ONE_SHOT_INFO, &path, &mut buf)
         .map(|(o, once)| (o.timestamp_ms, o.payload.to_vec(), once));
     let (ts, plain, once) = match opened {
         Ok(o) => o,
         Err(e) => return b.refused(Route::OneShot, e, None, None),
     };
-    if let Err(r) = s.once.accept(&[once], SystemClock.now_ms()).await {
+    if let Err(r) = s.once.accept(&[once], s.clock.now_ms()).await {
         return b.refused_with(Route::OneShot, r, None);
     }
     s.metrics.accepted(Route::OneShot);
