@@ -21,7 +21,7 @@
 
 use crate::server::{Need, ONE_SHOT_INFO};
 use crate::store::SessionId;
-use crate::{CONTENT_TYPE, NEXT_ACTION_HEADER, SESSION_HEADER, parse_session_hex, session_hex};
+use crate::{CONTENT_TYPE, NEXT_ACTION_HEADER, ROUTE_HEADER, SESSION_HEADER, parse_session_hex, session_hex};
 use oncewire::bound::MAX_BOUND_LEN;
 use oncewire::challenge::{CHALLENGE_LEN, Challenge};
 use oncewire::clock::SystemClock;
@@ -125,6 +125,8 @@ pub struct Client<S: DeviceSigner> {
     session: Option<(Session, SessionId)>,
     request_key: Option<PublicKey>,
     token: Option<Vec<u8>>,
+    /// The routing key of the current handshake and session (`Oncewire-Route`).
+    route: Option<SessionId>,
 }
 
 impl<S: DeviceSigner> core::fmt::Debug for Client<S> {
@@ -153,6 +155,7 @@ impl<S: DeviceSigner> Client<S> {
             session: None,
             request_key: None,
             token: None,
+            route: None,
         }
     }
 
@@ -186,6 +189,9 @@ impl<S: DeviceSigner> Client<S> {
         let mut req = self.http.post(format!("{}{path}", self.base)).header("content-type", CONTENT_TYPE).body(body);
         if let Some(id) = session {
             req = req.header(SESSION_HEADER, session_hex(id));
+        }
+        if let Some(route) = &self.route {
+            req = req.header(ROUTE_HEADER, session_hex(route));
         }
         let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
@@ -228,6 +234,9 @@ impl<S: DeviceSigner> Client<S> {
         self.session = None;
         let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
         let (hs, n1) = ClientHandshake::start(self.server_key, &mut OsRng, &SystemClock, &mut m1)?;
+        // The handshake id routes message 1, message 3 and every call of the
+        // session to one server, for a load balancer with no shared state.
+        self.route = Some(*hs.handshake_id());
         let reply = self.send_raw("/oncewire/v1/handshake", None, m1.get(..n1).unwrap_or_default().to_vec()).await?;
         let id = parse_session_hex(&reply.session.unwrap_or_default())?;
         let mut m3 = [0u8; MAX_HANDSHAKE_LEN];

@@ -43,6 +43,10 @@ use oncewire::{Error, PeerAction};
 pub const CONTENT_TYPE: &str = "application/oncewire";
 /// The header that carries the session id (hex).
 pub const SESSION_HEADER: &str = "oncewire-session";
+/// The header that carries a routing key for load balancers: the client's
+/// handshake id (hex), sent with message 1, message 3 and every call of the
+/// session it started (`SPEC.md` §16.2). The server ignores it.
+pub const ROUTE_HEADER: &str = "oncewire-route";
 /// The header that carries the next action of a refusal.
 pub const NEXT_ACTION_HEADER: &str = "oncewire-next-action";
 

@@ -50,10 +50,12 @@ pub trait DeviceRegistry: Send + Sync + 'static {
 
 /// Established sessions, by id.
 pub trait SessionStore: Send + Sync + 'static {
-    /// Stores a new session and returns its handle.
+    /// Stores a new session and returns its handle. An id already held is
+    /// never replaced.
     ///
     /// # Errors
-    /// [`Error::CapacityExceeded`] when full, [`Error::Storage`].
+    /// [`Error::CapacityExceeded`] when full, [`Error::Misuse`] if `id` is
+    /// held, [`Error::Storage`].
     fn insert(&self, id: SessionId, session: Session) -> impl Future<Output = Result<SessionHandle, Error>> + Send;
 
     /// The session under `id`, if any (expired or not: the core refuses an
@@ -83,10 +85,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
 /// Handshakes between message 2 and message 3.
 pub trait PendingStore: Send + Sync + 'static {
-    /// Stores a pending handshake.
+    /// Stores a pending handshake. An id already held is never replaced.
     ///
     /// # Errors
-    /// [`Error::CapacityExceeded`] when full, [`Error::Storage`].
+    /// [`Error::CapacityExceeded`] when full, [`Error::Misuse`] if `id` is
+    /// held, [`Error::Storage`].
     fn insert(&self, id: SessionId, pending: ServerAwaitFinish) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Takes the pending handshake out (so message 3 is tried once).
@@ -221,19 +224,21 @@ impl<V> Sharded<V> {
         let _ = self.len.fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| Some(m.saturating_sub(n)));
     }
 
+    /// Inserts if absent: an id already held is never replaced (`Misuse`).
     fn insert(&self, id: SessionId, v: V) -> Result<(), Error> {
         self.reserve()?;
-        let replaced = match self.shard(&id).and_then(|s| s.write().map_err(|_| Error::Storage)) {
-            Ok(mut s) => s.insert(id, v).is_some(),
-            Err(e) => {
-                self.release(1);
-                return Err(e);
-            }
-        };
-        if replaced {
+        let r =
+            self.shard(&id).and_then(|s| s.write().map_err(|_| Error::Storage)).and_then(|mut s| match s.entry(id) {
+                std::collections::hash_map::Entry::Occupied(_) => Err(Error::Misuse),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                    Ok(())
+                }
+            });
+        if r.is_err() {
             self.release(1);
         }
-        Ok(())
+        r
     }
 
     fn remove(&self, id: &SessionId) -> Result<Option<V>, Error> {
