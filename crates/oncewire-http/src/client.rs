@@ -331,7 +331,7 @@ impl<S: DeviceSigner> Client<S> {
     }
 
     /// The plaintext of a bound call: `bound_len ‖ bound ‖ token_len ‖
-    /// token ‖ request` (`SPEC.md` §16.4), with a fresh proof (stamped in
+    /// token ‖ request` (`SPEC.md` §16.4.1), with a fresh proof (stamped in
     /// the server's time) if a token is used.
     ///
     /// # Errors

@@ -1,35 +1,31 @@
 //! oncewire over HTTP: an axum [`server::Backend`] a backend team mounts,
 //! and a reqwest [`client::Client`] an app (or its Rust core) calls.
 //!
-//! **Status: foundation (issue 12 in progress).** Enrollment, the
-//! handshake and sealed calls work end to end over HTTP/1.1. The device
-//! registry is an async trait ([`store::DeviceRegistry`], in memory by
-//! default), and message 3 waits for its lookup between the core's two
-//! steps with no lock held. Still to come: tokens, challenge-bound calls,
-//! the other stores as traits, metrics, the nginx pass-through test and the
-//! load generator.
+//! The binding is `SPEC.md` §16: every body is `application/oncewire`
+//! (oncewire bytes, never plaintext), so content stays sealed through
+//! proxies and load balancers that terminate TLS.
 //!
-//! # The binding (draft)
-//!
-//! Every body is `application/oncewire`: raw oncewire bytes, never
-//! plaintext. Paths are under `/oncewire/v1`:
-//!
-//! | method and path                  | request body                         | reply                                  |
-//! |----------------------------------|--------------------------------------|----------------------------------------|
-//! | `POST /enroll/challenge`         | empty                                | 200, a 40-byte challenge               |
-//! | `POST /enroll`                   | challenge ‖ enrollment request       | 204                                    |
-//! | `POST /handshake`                | handshake message 1                  | 200, message 2; `Oncewire-Session`     |
-//! | `POST /handshake/finish`         | message 3; `Oncewire-Session`        | 204                                    |
-//! | `POST /call`                     | a record; `Oncewire-Session`         | 200, the response bound to it          |
-//!
-//! The `Oncewire-Session` header carries the session id in hex, so a load
-//! balancer can route by it. A refusal is an opaque status plus the
-//! `Oncewire-Next-Action` header: `drop` (400), `rehandshake` (401),
-//! `reenroll` (403), `refresh-token` (401), `retry-later` (503). Nothing in a
-//! reply says why authentication failed.
-//!
-//! **Retries.** A client whose reply was lost seals its request again (a
-//! new sequence number): the old frame is a replay and is refused.
+//! - **Server.** [`server::Backend`] mounts enrollment, the handshake,
+//!   challenges, tokens and the one-shot request key under `/oncewire/v1`,
+//!   and puts your axum routes behind layers: [`server::Backend::sealed`]
+//!   (each request opened and accepted once before your handler runs, each
+//!   reply sealed and bound to its request), [`server::Backend::require`]
+//!   (a challenge answer and/or a token use, checked over one hash of the
+//!   request), and [`server::Backend::one_shot`] (HPKE requests with no
+//!   session). Handlers take [`server::VerifiedDevice`],
+//!   [`server::Opened`], [`server::CheckedToken`], [`server::ChallengeBound`].
+//! - **Stores.** Sessions, pending handshakes, the accepted-once sets and
+//!   the device registry are traits ([`store`]), in memory by default.
+//! - **Refusals** are an opaque status and `Oncewire-Next-Action`
+//!   ([`refusal`]); nothing says why authentication failed.
+//! - **Observability.** [`metrics`] counts every acceptance and refusal
+//!   (Prometheus text on [`server::Backend::metrics_router`]); every
+//!   refusal is a `tracing` event with the session id and the error, never
+//!   a secret or plaintext.
+//! - **Client.** [`client::Client`] enrolls, connects to a pinned key,
+//!   calls, makes bound calls and one-shot requests, and follows the
+//!   server's next action (re-handshake, new token, new challenge; a lost
+//!   reply is sealed again, never resent).
 #![forbid(unsafe_code)]
 
 pub mod client;

@@ -483,7 +483,7 @@ impl<St: Send + Sync> FromRequest<St> for Opened {
 }
 
 /// Splits a bound call's plaintext: `bound_len (1) ‖ bound ‖ token_len (u16
-/// BE) ‖ token ‖ request` (`SPEC.md` §16.4).
+/// BE) ‖ token ‖ request` (`SPEC.md` §16.4.1).
 fn split_bound(plain: &[u8]) -> Result<(BoundRequest, &[u8], &[u8]), Error> {
     let (&n, rest) = plain.split_first().ok_or(Error::Truncated)?;
     let (bound, rest) = rest.split_at_checked(usize::from(n)).ok_or(Error::Truncated)?;
