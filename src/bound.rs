@@ -10,6 +10,11 @@
 //! part before it records any: a request whose token proof fails does not
 //! use up its challenge, and the other way round.
 //!
+//! Where a store shared by several servers decides acceptance,
+//! [`BoundRequest::verify_unrecorded`] checks every part against [`Checks`]
+//! (no `&mut`) and returns the [`Onces`] the store must accept together, all
+//! or none (`SPEC.md` §15.1).
+//!
 //! ```
 //! use oncewire::bound::{BoundRequest, Requirements};
 //! use oncewire::cache::{Purpose, ReplayCache};
@@ -56,7 +61,7 @@
 //! # Ok::<(), oncewire::Error>(())
 //! ```
 
-use crate::cache::ReplayCache;
+use crate::cache::{Once, ReplayCache};
 use crate::challenge::{BINDING_LEN, Challenge, StatelessChallenges};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -110,6 +115,76 @@ impl core::fmt::Debug for Requirements<'_, '_> {
             .field("token", &self.token.is_some())
             .finish()
     }
+}
+
+/// What a bound request is checked against when a store shared by several
+/// servers records (`SPEC.md` §15.1): as [`Requirements`], with no `&mut`
+/// anywhere. The used set and the proof cache only pre-check (they may be
+/// empty); the store records the [`Onces`].
+pub struct Checks<'r, 'v, P: CryptoProvider = RustCrypto, const C: usize = 1024, const T: usize = 1024> {
+    /// The challenge issuer whose challenge the request must answer.
+    pub challenges: Option<&'r StatelessChallenges<P, C>>,
+    /// The token verifier, a proof cache of
+    /// [`Purpose::TokenProofs`](crate::cache::Purpose::TokenProofs), and the
+    /// token the request presents.
+    pub token: Option<(&'r TokenVerifier<'v, P>, &'r ReplayCache<P, T>, &'r [u8])>,
+}
+
+impl<'r, 'v, P: CryptoProvider, const C: usize> Checks<'r, 'v, P, C> {
+    /// Requires an answer to a challenge of `challenges`, and no token.
+    pub const fn challenge(challenges: &'r StatelessChallenges<P, C>) -> Self {
+        Self { challenges: Some(challenges), token: None }
+    }
+}
+
+impl<'r, 'v, P: CryptoProvider, const T: usize> Checks<'r, 'v, P, 1024, T> {
+    /// Requires a use of `token`, pre-checked with `verifier` and `cache`, and no challenge.
+    pub const fn token(verifier: &'r TokenVerifier<'v, P>, cache: &'r ReplayCache<P, T>, token: &'r [u8]) -> Self {
+        Self { challenges: None, token: Some((verifier, cache, token)) }
+    }
+}
+
+impl<P: CryptoProvider, const C: usize, const T: usize> Clone for Checks<'_, '_, P, C, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: CryptoProvider, const C: usize, const T: usize> Copy for Checks<'_, '_, P, C, T> {}
+
+impl<P: CryptoProvider, const C: usize, const T: usize> core::fmt::Debug for Checks<'_, '_, P, C, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Checks")
+            .field("challenge", &self.challenges.is_some())
+            .field("token", &self.token.is_some())
+            .finish()
+    }
+}
+
+/// The uses a verified bound request must record, all or none (`SPEC.md`
+/// §15.1): a part that was not required is `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Onces {
+    /// The challenge to mark used ([`Purpose::Challenges`](crate::cache::Purpose::Challenges)).
+    pub challenge: Option<Once>,
+    /// The token proof to record ([`Purpose::TokenProofs`](crate::cache::Purpose::TokenProofs)).
+    pub proof: Option<Once>,
+}
+
+impl Onces {
+    /// Every use to record: the challenge, then the proof.
+    pub fn iter(&self) -> impl Iterator<Item = &Once> {
+        self.challenge.iter().chain(self.proof.iter())
+    }
+}
+
+/// Which part of a bound request failed: its audit counts the rejection.
+#[derive(Clone, Copy)]
+enum Part {
+    /// A part missing or not required: counted nowhere.
+    Shape,
+    Challenge,
+    Proof,
 }
 
 impl BoundRequest {
@@ -172,7 +247,8 @@ impl BoundRequest {
     /// # Errors
     /// [`Error::Malformed`] (a part missing, or present but not required),
     /// and those of [`StatelessChallenges::verify_bound`] and
-    /// [`TokenVerifier::verify_bound`]. On error nothing is recorded.
+    /// [`TokenVerifier::verify_bound`], each counted in the audit of the part
+    /// that failed. On error nothing is recorded.
     pub fn verify<'t, P: CryptoProvider, const C: usize, const T: usize>(
         &self,
         need: Requirements<'t, '_, P, C, T>,
@@ -180,36 +256,73 @@ impl BoundRequest {
         request: &[u8],
         device_key: &PublicKey,
     ) -> Result<Option<VerifiedToken<'t>>> {
-        let Requirements { mut challenges, token } = need;
-        if challenges.is_some() != self.binding.is_some() || token.is_some() != self.proof.is_some() {
-            return Err(Error::Malformed);
-        }
+        let Requirements { challenges, token } = need;
         let now = clock.now_ms();
+        let shared = token.as_ref().map(|(verifier, cache, token)| (*verifier, &**cache, *token));
+        match self.check_parts(challenges.as_deref(), shared, now, request, device_key) {
+            Ok((verified, onces)) => {
+                // Every part passed, checked at this `now` under `&mut`:
+                // record them all (neither accept can fail).
+                if let (Some(c), Some(once)) = (challenges, &onces.challenge) {
+                    c.accept(once, now)?;
+                }
+                if let (Some((_, cache, _)), Some(once)) = (token, &onces.proof) {
+                    cache.accept(once, now)?;
+                }
+                Ok(verified)
+            }
+            Err((Part::Shape, e)) => Err(e),
+            Err((Part::Challenge, e)) => Err(challenges.map_or(e, |c| c.reject(e))),
+            Err((Part::Proof, e)) => Err(token.map_or(e, |(_, cache, _)| cache.refuse(e))),
+        }
+    }
+
+    /// Every check of [`Self::verify`], in the same order, without recording
+    /// or counting anything: returns the verified token (if one was
+    /// required) and the [`Onces`] to record. The store that decides
+    /// acceptance must accept all of them atomically or none (`SPEC.md`
+    /// §15.1), and the request must not be acted on unless it did.
+    ///
+    /// # Errors
+    /// Those of [`Self::verify`]. On error there is no [`Once`] to record.
+    pub fn verify_unrecorded<'t, P: CryptoProvider, const C: usize, const T: usize>(
+        &self,
+        need: Checks<'t, '_, P, C, T>,
+        clock: &impl Clock,
+        request: &[u8],
+        device_key: &PublicKey,
+    ) -> Result<(Option<VerifiedToken<'t>>, Onces)> {
+        self.check_parts(need.challenges, need.token, clock.now_ms(), request, device_key).map_err(|(_, e)| e)
+    }
+
+    /// The checks of [`Self::verify`] at `now`, pure; an error says which
+    /// part failed.
+    #[allow(clippy::type_complexity)]
+    fn check_parts<'t, P: CryptoProvider, const C: usize, const T: usize>(
+        &self,
+        challenges: Option<&StatelessChallenges<P, C>>,
+        token: Option<(&TokenVerifier<'_, P>, &ReplayCache<P, T>, &'t [u8])>,
+        now: u64,
+        request: &[u8],
+        device_key: &PublicKey,
+    ) -> core::result::Result<(Option<VerifiedToken<'t>>, Onces), (Part, Error)> {
+        if challenges.is_some() != self.binding.is_some() || token.is_some() != self.proof.is_some() {
+            return Err((Part::Shape, Error::Malformed));
+        }
         let hash = request_hash::<P>(request);
-        let checked_challenge = match (challenges.as_deref_mut(), &self.binding) {
-            (Some(c), Some(b)) => match c.check_binding(b, &hash, now) {
-                Ok(ch) => Some(ch),
-                Err(e) => return Err(c.reject(e)),
-            },
+        let challenge = match (challenges, &self.binding) {
+            (Some(c), Some(b)) => Some(c.check_binding(b, &hash, now).map_err(|e| (Part::Challenge, e))?),
             _ => None,
         };
-        let (verified, checked_use) = match (token, &self.proof) {
+        let (verified, proof) = match (token, &self.proof) {
             (Some((verifier, cache, token)), Some(proof)) => {
-                match verifier.check_use(cache, clock, token, device_key, &hash, proof) {
-                    Ok(u) => (Some(u.token), Some((cache, u.id, u.iat))),
-                    Err(e) => return Err(cache.reject(e)),
-                }
+                let (v, once) =
+                    verifier.check_use(cache, now, token, device_key, &hash, proof).map_err(|e| (Part::Proof, e))?;
+                (Some(v), Some(once))
             }
             _ => (None, None),
         };
-        // Every part passed: record them all.
-        if let (Some(c), Some(ch)) = (challenges, checked_challenge) {
-            c.commit(&ch, now);
-        }
-        if let Some((cache, id, iat)) = checked_use {
-            cache.commit(&id, iat, now);
-        }
-        Ok(verified)
+        Ok((verified, Onces { challenge, proof }))
     }
 }
 

@@ -17,8 +17,44 @@
 //! reused → [`Error::Replay`], bound to another request →
 //! [`Error::RequestMismatch`]. A failed verification changes nothing but the
 //! audit counters.
+//!
+//! **A used set shared by several servers** (`SPEC.md` §15.1).
+//! [`StatelessChallenges::verify_bound_unrecorded`] checks a binding without
+//! marking the challenge used and returns its [`Once`]; the store that
+//! decides acceptance records it. In memory that store is the issuer itself
+//! ([`StatelessChallenges::accept`]) or a [`ReplayCache`](crate::cache::ReplayCache) of used
+//! challenges:
+//!
+//! ```
+//! use oncewire::cache::{Purpose, ReplayCache};
+//! use oncewire::challenge::StatelessChallenges;
+//! use oncewire::clock::{Clock, ManualClock};
+//! use oncewire::device::SoftwareSigner;
+//! use oncewire::prover::Prover;
+//! use oncewire::rng::OsRng;
+//! use oncewire::Error;
+//!
+//! let clock = ManualClock::new(1_767_225_600_000);
+//! let ttl = 30_000;
+//! let challenges: StatelessChallenges = StatelessChallenges::generate(&mut OsRng, ttl)?;
+//! let mut used: ReplayCache =
+//!     ReplayCache::generate(Purpose::Challenges, &mut OsRng, <StatelessChallenges>::freshness(ttl))?;
+//!
+//! let challenge = challenges.issue(&mut OsRng, &clock)?;
+//! let request = b"POST /pay 10 EUR to bob";
+//! let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng)?;
+//! let binding = Prover::new(signer).bind(&challenge, request);
+//!
+//! let once = challenges.verify_bound_unrecorded(&clock, &binding, request)?;
+//! // Checked, not recorded: it verifies again until a store accepts it.
+//! assert_eq!(challenges.verify_bound_unrecorded(&clock, &binding, request)?, once);
+//! used.accept(&once, clock.now_ms())?;
+//! assert_eq!(used.accept(&once, clock.now_ms()), Err(Error::Replay));
+//! # Ok::<(), oncewire::Error>(())
+//! ```
 
 use crate::audit::Audit;
+use crate::cache::{Once, Purpose};
 use crate::clock::Clock;
 use crate::error::{Error, Expiry, Result};
 use crate::provider::{CryptoProvider, RustCrypto, fill_random};
@@ -78,6 +114,11 @@ impl Challenge {
         let mut id = [0u8; 12];
         id.copy_from_slice(self.0.get(8..20).unwrap_or(&[0u8; 12]));
         id
+    }
+
+    /// What marking it used records: the id and the expiry.
+    fn once(&self) -> Once {
+        Once { purpose: Purpose::Challenges, id: self.id(), timestamp_ms: self.expires_at_ms() }
     }
 
     fn tag(&self) -> &[u8] {
@@ -236,7 +277,15 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
         if !bool::from(mac.get(..16).unwrap_or_default().ct_eq(c.tag())) {
             return Err(Error::Authentication);
         }
-        match self.used.check(&c.id(), c.expires_at_ms(), now) {
+        self.check_used(&c.once(), now)
+    }
+
+    /// Checks a challenge's id and expiry against the used set. Pure.
+    fn check_used(&self, once: &Once, now: u64) -> Result<()> {
+        if once.purpose != Purpose::Challenges {
+            return Err(Error::Misuse);
+        }
+        match self.used.check(&once.id, once.timestamp_ms, now) {
             Ok(()) => Ok(()),
             Err(Error::Replay) => Err(Error::Replay),
             // Past its expiry, or at or below the used set's floor.
@@ -277,31 +326,59 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
     /// [`Error::Replay`], [`Error::RequestMismatch`].
     pub fn verify_bound(&mut self, clock: &impl Clock, binding: &[u8], request: &[u8]) -> Result<()> {
         let now = clock.now_ms();
-        let r = split_binding::<P>(binding, request).and_then(|(c, matches)| {
-            self.check(&c, now)?;
-            if !bool::from(matches) {
-                return Err(Error::RequestMismatch);
-            }
-            Ok(c)
-        });
-        match r {
-            Ok(c) => {
-                self.commit(&c, now);
+        match self.check_binding(binding, &crate::keyschedule::request_hash::<P>(request), now) {
+            // Checked against this used set at this `now` under `&mut self`: the accept cannot fail.
+            Ok(once) => self.accept(&once, now),
+            Err(e) => Err(self.reject(e)),
+        }
+    }
+
+    /// Every check of [`Self::verify_bound`], in the same order, without
+    /// marking the challenge used: returns the [`Once`] to record
+    /// (`Purpose::Challenges`, the first 96 random bits of the challenge and
+    /// its expiry, `SPEC.md` §12) in the store that decides acceptance
+    /// (`SPEC.md` §15.1): this issuer ([`Self::accept`]), or a
+    /// [`ReplayCache`](crate::cache::ReplayCache) made with
+    /// `ReplayCache::generate(Purpose::Challenges, rng, <StatelessChallenges>::freshness(ttl_ms))`,
+    /// or a store shared by several servers. The request must not be acted on
+    /// unless the store accepts it.
+    ///
+    /// This issuer's used set pre-checks (it may stay empty when another
+    /// store records). Nothing is counted, so the store counts its rejections.
+    ///
+    /// # Errors
+    /// Those of [`Self::verify_bound`].
+    pub fn verify_bound_unrecorded(&self, clock: &impl Clock, binding: &[u8], request: &[u8]) -> Result<Once> {
+        self.check_binding(binding, &crate::keyschedule::request_hash::<P>(request), clock.now_ms())
+    }
+
+    /// Marks the challenge of `once` used, if it would be accepted at
+    /// `now_ms` (its expiry not past, above the floor, not used before):
+    /// counts it as accepted, or counts the rejection and returns it. Check
+    /// and record happen under one `&mut self`.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] (a `once` of another purpose),
+    /// [`Error::Expired`]`(`[`Expiry::Challenge`]`)`, [`Error::Replay`].
+    pub fn accept(&mut self, once: &Once, now_ms: u64) -> Result<()> {
+        match self.check_used(once, now_ms) {
+            Ok(()) => {
+                self.commit_used(once, now_ms);
                 Ok(())
             }
-            Err(e) => self.record(Err(e)),
+            Err(e) => Err(self.reject(e)),
         }
     }
 
     /// Pure check of a binding against a request hash (for
-    /// [`crate::bound::BoundRequest`]); commit with [`Self::commit`].
-    pub(crate) fn check_binding(&self, binding: &[u8], request_hash: &[u8; 32], now: u64) -> Result<Challenge> {
+    /// [`crate::bound::BoundRequest`]); returns what to record.
+    pub(crate) fn check_binding(&self, binding: &[u8], request_hash: &[u8; 32], now: u64) -> Result<Once> {
         let (c, matches) = split_binding_hash(binding, request_hash)?;
         self.check(&c, now)?;
         if !bool::from(matches) {
             return Err(Error::RequestMismatch);
         }
-        Ok(c)
+        Ok(c.once())
     }
 
     /// Counts a rejection.
@@ -310,8 +387,13 @@ impl<P: CryptoProvider, const N: usize> StatelessChallenges<P, N> {
         e
     }
 
+    /// Marks a checked challenge used.
     pub(crate) fn commit(&mut self, c: &Challenge, now: u64) {
-        if self.used.commit(&c.id(), c.expires_at_ms(), now) == Some(crate::replay::Commit::EvictedFresh) {
+        self.commit_used(&c.once(), now);
+    }
+
+    fn commit_used(&mut self, once: &Once, now: u64) {
+        if self.used.commit(&once.id, once.timestamp_ms, now) == Some(crate::replay::Commit::EvictedFresh) {
             self.audit.pressure();
         }
         self.audit.accept();

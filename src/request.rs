@@ -18,6 +18,10 @@
 //! context, which only the sender can make), so it is refused as `Replay`
 //! while held and as `Stale` once evicted below the floor.
 //!
+//! [`RequestReceiver::open_unrecorded`] runs the same checks without
+//! recording, and returns the [`Once`] for a store shared by several servers
+//! to accept (`SPEC.md` §15.1).
+//!
 //! ```
 //! use oncewire::clock::ManualClock;
 //! use oncewire::hpke::KeyPair;
@@ -42,7 +46,7 @@
 //! # Ok::<(), oncewire::Error>(())
 //! ```
 
-use crate::cache::{Purpose, ReplayCache};
+use crate::cache::{Once, Purpose, ReplayCache};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hpke::{Aes256Gcm, ENC_LEN, HpkeAead, KeyPair, RecipientContext, SenderContext, TAG_LEN};
@@ -231,13 +235,16 @@ impl<A: HpkeAead, P: CryptoProvider, const N: usize> RequestReceiver<A, P, N> {
         &self.cache
     }
 
-    /// Opens a request sealed to `recipient` (in auth mode, by `pk_s`).
+    /// Opens a request sealed to `recipient` (in auth mode, by `pk_s`), and
+    /// records it in the receiver's cache: [`Self::open_unrecorded`], then
+    /// [`ReplayCache::accept`] of its [`Once`].
     ///
     /// # Errors
     /// In order: [`Error::Truncated`], [`Error::PayloadTooLarge`] (`app_info`
     /// or `app_aad` too long), [`Error::Stale`] / [`Error::FromFuture`],
     /// [`Error::Replay`], [`Error::InvalidKey`] (bad `enc`),
-    /// [`Error::Authentication`]. On any error `buf` and the cache are unchanged.
+    /// [`Error::Authentication`]. On any error `buf` and the cache are
+    /// unchanged (the rejection is counted in the cache's audit).
     pub fn open<'a>(
         &mut self,
         recipient: &KeyPair<P>,
@@ -248,39 +255,74 @@ impl<A: HpkeAead, P: CryptoProvider, const N: usize> RequestReceiver<A, P, N> {
         buf: &'a mut [u8],
     ) -> Result<OpenedRequest<'a>> {
         let now = clock.now_ms();
-        let r = Self::precheck(&self.cache, buf, now).and_then(|(id, ts)| {
-            let mut info = [0u8; REQUEST_INFO_LABEL.len() + MAX_APP_INFO];
-            let info_len = info_of(app_info, &mut info)?;
-            let info = info.get(..info_len).ok_or(Error::PayloadTooLarge)?;
-            let mut aad = [0u8; 8 + MAX_APP_AAD];
-            let aad_len = aad_of(ts, app_aad, &mut aad)?;
-            let (head, body) = buf.split_at_mut(PAYLOAD_OFFSET);
-            let enc = head.get(..ENC_LEN).ok_or(Error::Truncated)?;
-            let mut ctx = match pk_s {
-                None => RecipientContext::<A, P>::base(enc, recipient, info)?,
-                Some(pk_s) => RecipientContext::<A, P>::auth(enc, recipient, info, pk_s)?,
-            };
-            let payload = ctx.open_in_place(aad.get(..aad_len).ok_or(Error::PayloadTooLarge)?, body)?;
-            Ok((id, ts, payload))
-        });
-        match r {
-            Ok((id, ts, payload)) => {
-                self.cache.commit(&id, ts, now);
-                Ok(OpenedRequest { timestamp_ms: ts, payload })
-            }
-            Err(e) => Err(self.cache.reject(e)),
+        match self.open_at(recipient, pk_s, now, app_info, app_aad, buf) {
+            // Checked against this cache at this `now` under `&mut self`,
+            // so the accept cannot fail.
+            Ok((opened, once)) => self.cache.accept(&once, now).map(|()| opened),
+            Err(e) => Err(self.cache.refuse(e)),
         }
     }
 
-    fn precheck(cache: &ReplayCache<P, N>, buf: &[u8], now: u64) -> Result<([u8; 12], u64)> {
+    /// Every check of [`Self::open`], in the same order (the length, the
+    /// timestamp's freshness and this receiver's own cache before any ECDH;
+    /// then HPKE), without recording anything. Returns the opened request
+    /// and the [`Once`] to record (`Purpose::Requests`, the id from `enc`
+    /// and the timestamp, `SPEC.md` §11.3) in the store that decides
+    /// acceptance (`SPEC.md` §15.1): the request must not be acted on
+    /// unless the store accepts it.
+    ///
+    /// Takes `&self`: it counts nothing either, so the store counts its
+    /// rejections ([`ReplayCache::refuse`]). Where a shared store records,
+    /// this receiver's cache stays empty and only pre-checks freshness.
+    ///
+    /// # Errors
+    /// Those of [`Self::open`]. On any error `buf` is unchanged.
+    pub fn open_unrecorded<'a>(
+        &self,
+        recipient: &KeyPair<P>,
+        pk_s: Option<&PublicKey>,
+        clock: &impl Clock,
+        app_info: &[u8],
+        app_aad: &[u8],
+        buf: &'a mut [u8],
+    ) -> Result<(OpenedRequest<'a>, Once)> {
+        self.open_at(recipient, pk_s, clock.now_ms(), app_info, app_aad, buf)
+    }
+
+    fn open_at<'a>(
+        &self,
+        recipient: &KeyPair<P>,
+        pk_s: Option<&PublicKey>,
+        now: u64,
+        app_info: &[u8],
+        app_aad: &[u8],
+        buf: &'a mut [u8],
+    ) -> Result<(OpenedRequest<'a>, Once)> {
+        let once = Self::precheck(&self.cache, buf, now)?;
+        let mut info = [0u8; REQUEST_INFO_LABEL.len() + MAX_APP_INFO];
+        let info_len = info_of(app_info, &mut info)?;
+        let info = info.get(..info_len).ok_or(Error::PayloadTooLarge)?;
+        let mut aad = [0u8; 8 + MAX_APP_AAD];
+        let aad_len = aad_of(once.timestamp_ms, app_aad, &mut aad)?;
+        let (head, body) = buf.split_at_mut(PAYLOAD_OFFSET);
+        let enc = head.get(..ENC_LEN).ok_or(Error::Truncated)?;
+        let mut ctx = match pk_s {
+            None => RecipientContext::<A, P>::base(enc, recipient, info)?,
+            Some(pk_s) => RecipientContext::<A, P>::auth(enc, recipient, info, pk_s)?,
+        };
+        let payload = ctx.open_in_place(aad.get(..aad_len).ok_or(Error::PayloadTooLarge)?, body)?;
+        Ok((OpenedRequest { timestamp_ms: once.timestamp_ms, payload }, once))
+    }
+
+    /// The length, then the id and timestamp against the cache. Pure.
+    fn precheck(cache: &ReplayCache<P, N>, buf: &[u8], now: u64) -> Result<Once> {
         if buf.len() < REQUEST_OVERHEAD {
             return Err(Error::Truncated);
         }
         let (enc, rest) = buf.split_at_checked(ENC_LEN).ok_or(Error::Truncated)?;
         let (ts, _) = rest.split_first_chunk::<8>().ok_or(Error::Truncated)?;
-        let ts = u64::from_be_bytes(*ts);
-        let id = request_id::<P>(enc);
-        cache.check(&id, ts, now)?;
-        Ok((id, ts))
+        let once = Once { purpose: Purpose::Requests, id: request_id::<P>(enc), timestamp_ms: u64::from_be_bytes(*ts) };
+        cache.check_once(&once, now)?;
+        Ok(once)
     }
 }

@@ -19,8 +19,12 @@
 //! never accepted before (a [`ReplayCache`]). A stolen token without the
 //! device key is worthless, and a captured (token, proof, request) is
 //! accepted once.
+//!
+//! [`TokenVerifier::verify_bound_unrecorded`] runs the same checks without
+//! recording, and returns the [`Once`] for a store shared by several servers
+//! to accept (`SPEC.md` §15.1).
 
-use crate::cache::ReplayCache;
+use crate::cache::{Once, Purpose, ReplayCache};
 use crate::clock::Clock;
 use crate::device::verify_signature;
 use crate::error::{Error, Expiry, Result};
@@ -186,13 +190,6 @@ impl<'a> VerifiedToken<'a> {
     }
 }
 
-/// A token use that passed every check, not yet recorded.
-pub(crate) struct CheckedUse<'t> {
-    pub(crate) token: VerifiedToken<'t>,
-    pub(crate) id: [u8; 12],
-    pub(crate) iat: u64,
-}
-
 /// Verifies tokens from one issuer for one audience.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenVerifier<'a, P: CryptoProvider = RustCrypto> {
@@ -217,7 +214,10 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
     /// [`Error::Authentication`], [`Error::WrongAudience`],
     /// [`Error::Expired`], [`Error::NotYetValid`].
     pub fn verify<'t>(&self, token: &'t [u8], clock: &impl Clock) -> Result<VerifiedToken<'t>> {
-        let now_ms = clock.now_ms();
+        self.verify_at(token, clock.now_ms())
+    }
+
+    fn verify_at<'t>(&self, token: &'t [u8], now_ms: u64) -> Result<VerifiedToken<'t>> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Error::PayloadTooLarge);
         }
@@ -249,7 +249,8 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
     /// counters.
     ///
     /// # Errors
-    /// Those of [`Self::verify`], and the ones above.
+    /// Those of [`Self::verify`], the ones above, and [`Error::Misuse`] if
+    /// `cache` is not a [`Purpose::TokenProofs`] cache.
     pub fn verify_bound<'t, const N: usize>(
         &self,
         cache: &mut ReplayCache<P, N>,
@@ -261,36 +262,60 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
     ) -> Result<VerifiedToken<'t>> {
         let now = clock.now_ms();
         let r = TokenProof::from_bytes(proof)
-            .and_then(|proof| self.check_use(cache, clock, token, device_key, &request_hash::<P>(request), &proof));
+            .and_then(|proof| self.check_use(cache, now, token, device_key, &request_hash::<P>(request), &proof));
         match r {
-            Ok(u) => {
-                cache.commit(&u.id, u.iat, now);
-                Ok(u.token)
-            }
-            Err(e) => Err(cache.reject(e)),
+            // Checked against this cache at this `now` under `&mut`: the accept cannot fail.
+            Ok((v, once)) => cache.accept(&once, now).map(|()| v),
+            Err(e) => Err(cache.refuse(e)),
         }
     }
 
-    /// Every check of [`Self::verify_bound`], against a request hash,
-    /// without recording anything. Pure.
-    pub(crate) fn check_use<'t, const N: usize>(
+    /// Every check of [`Self::verify_bound`], in the same order, without
+    /// recording anything: returns the verified token and the [`Once`] to
+    /// record (`Purpose::TokenProofs`, the id `digest[0..12]` and the proof's
+    /// `iat`, `SPEC.md` §13) in the store that decides acceptance
+    /// (`SPEC.md` §15.1). The use must not be acted on unless the store
+    /// accepts it.
+    ///
+    /// `cache` pre-checks freshness and replay (it may be an empty cache of
+    /// [`Purpose::TokenProofs`] when a shared store records); nothing is
+    /// counted, so the store counts its rejections ([`ReplayCache::refuse`]).
+    ///
+    /// # Errors
+    /// Those of [`Self::verify_bound`].
+    pub fn verify_bound_unrecorded<'t, const N: usize>(
         &self,
         cache: &ReplayCache<P, N>,
         clock: &impl Clock,
         token: &'t [u8],
         device_key: &PublicKey,
+        request: &[u8],
+        proof: &[u8],
+    ) -> Result<(VerifiedToken<'t>, Once)> {
+        let proof = TokenProof::from_bytes(proof)?;
+        self.check_use(cache, clock.now_ms(), token, device_key, &request_hash::<P>(request), &proof)
+    }
+
+    /// Every check of [`Self::verify_bound`], against a request hash and
+    /// one reading of the clock, without recording anything. Pure.
+    pub(crate) fn check_use<'t, const N: usize>(
+        &self,
+        cache: &ReplayCache<P, N>,
+        now: u64,
+        token: &'t [u8],
+        device_key: &PublicKey,
         request_hash: &[u8; 32],
         proof: &TokenProof,
-    ) -> Result<CheckedUse<'t>> {
-        let mut v = self.verify(token, clock)?;
+    ) -> Result<(VerifiedToken<'t>, Once)> {
+        let mut v = self.verify_at(token, now)?;
         if !bool::from(thumbprint::<P>(device_key).ct_eq(&v.claims.cnf)) {
             return Err(Error::KeyMismatch);
         }
         let digest = proof_digest::<P>(token, request_hash, proof.iat, &proof.jti);
-        let id = id_of(&digest);
-        cache.check(&id, proof.iat, clock.now_ms())?;
+        let once = Once { purpose: Purpose::TokenProofs, id: id_of(&digest), timestamp_ms: proof.iat };
+        cache.check_once(&once, now)?;
         verify_signature::<P>(device_key, &digest, &proof.signature)?;
         v.key_bound = true;
-        Ok(CheckedUse { token: v, id, iat: proof.iat })
+        Ok((v, once))
     }
 }

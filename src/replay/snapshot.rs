@@ -22,7 +22,8 @@ pub const SNAPSHOT_TAG_LEN: usize = 32;
 
 /// What a snapshot holds, bound into its tag: a counter window and its
 /// floor (1), a nonce ring (2), the used set of stateless challenges (3),
-/// the replay caches of one-shot requests (4) and token proofs (5).
+/// the replay caches of one-shot requests (4), token proofs (5) and used
+/// challenges (6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 #[allow(missing_docs)]
@@ -32,6 +33,7 @@ pub(crate) enum Kind {
     Challenges = 3,
     Requests = 4,
     Proofs = 5,
+    UsedChallenges = 6,
 }
 
 /// The key that authenticates a receiver's snapshots.
