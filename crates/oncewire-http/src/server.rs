@@ -790,7 +790,8 @@ async fn token<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore
     };
     match r.await {
         Ok(t) => t.into_response(),
-        Err(e) => refuse(e),
+        // Sealed by the layer with the refusal's status and next action.
+        Err(e) => b.refused(Route::Call, e, None, None),
     }
 }
 
