@@ -68,6 +68,7 @@ use oncewire::token::{Claims, MAX_TOKEN_LEN, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
 use oncewire::{Clock, DeviceId, Error, Limits, PublicKey, Received, ServerKey, Session};
 use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
 
 /// The `info` of every one-shot request (`SPEC.md` §16.5); its AAD is the
 /// request's path.
@@ -395,8 +396,10 @@ fn session_of(headers: &HeaderMap) -> Result<SessionId, Error> {
     parse_session_hex(v.to_str().map_err(|_| Error::UnknownSession)?)
 }
 
-async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, Error> {
-    axum::body::to_bytes(body, max).await.map(|b| b.to_vec()).map_err(|_| Error::PayloadTooLarge)
+/// Reads a body up to `max` bytes into a buffer that is wiped when dropped
+/// (sealed frames are opened in place; replies hold plaintext).
+async fn read_body(body: Body, max: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
+    axum::body::to_bytes(body, max).await.map(|b| Zeroizing::new(b.to_vec())).map_err(|_| Error::PayloadTooLarge)
 }
 
 fn lock(s: &SessionHandle) -> Result<std::sync::MutexGuard<'_, Session>, Error> {
