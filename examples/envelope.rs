@@ -1,4 +1,10 @@
-//! `cargo run --example demo`: an oncewire server and client over loopback TCP.
+//! `cargo run --example envelope`: an oncewire server and client over loopback
+//! TCP, in the UART/TCP envelope transport of `SPEC.md` Appendix A
+//! (`kind (1 byte) ‖ length (u16 BE) ‖ bytes`). This is the host server the
+//! Cortex-M4 firmware (`scripts/qemu-e2e`, over the emulated UART) and the
+//! Python peer (`interop/python/peer.py`) talk to with `--server`. The demo of
+//! the HTTP binding (`SPEC.md` §16), how apps and backends talk, is
+//! `cargo run --example demo` (`crates/oncewire-http/examples/demo.rs`).
 //!
 //! The transcript shows device enrollment, the handshake, sealed requests and
 //! responses, a challenge-bound high-value request, a token use and a
@@ -13,9 +19,6 @@
 //!   peer), e.g. `--server 127.0.0.1:7878`; with `--print-key` it prints the
 //!   server's public key; `--connections N` stops after N connections.
 //! - `--client ADDR`: run only the client against a running server.
-//!
-//! The TCP transport is the demo envelope of `SPEC.md` Appendix A:
-//! `kind (1 byte) ‖ length (u16 BE) ‖ bytes`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
