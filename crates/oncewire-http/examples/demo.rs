@@ -360,7 +360,7 @@ async fn run(t: &mut Transcript) -> Fallible<()> {
 
     let mut intruder = Client::new(&base, server_key, phone_id, software_key()?);
     let r = Verdict::of(intruder.enroll().await);
-    t.expect_refused("re-enroll phone-7f3a with another key", r, (400, "drop"), ("enroll", "other"));
+    t.expect_refused("re-enroll phone-7f3a with another key", r, (400, "drop"), ("enroll", "already_enrolled"));
 
     let mut stranger = Client::new(&base, server_key, DeviceId::new(b"stranger-9")?, software_key()?);
     let r = Verdict::of(stranger.connect().await);
