@@ -32,7 +32,7 @@ use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestSender};
 use oncewire::rng::OsRng;
 use oncewire::token::MAX_TOKEN_LEN;
 use oncewire::wire::buffer_len;
-use oncewire::{ClientHandshake, DeviceId, DeviceSigner, Error, Limits, PublicKey, RequestId, Session};
+use oncewire::{ClientHandshake, Clock, DeviceId, DeviceSigner, Error, Limits, PublicKey, RequestId, Session};
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -250,9 +250,28 @@ impl<S: DeviceSigner> Client<S> {
         Ok(())
     }
 
+    /// Connects if there is no session, or if the one held can no longer
+    /// seal: past its lifetime (on the server's clock, as the session
+    /// measured it), at its integrity limit, or out of sequence numbers.
     async fn ensure_session(&mut self) -> Result<(), ClientError> {
-        let stale = self.session.as_ref().is_none_or(|(s, _)| s.needs_rehandshake());
+        let stale = self
+            .session
+            .as_ref()
+            .is_none_or(|(s, _)| s.needs_rehandshake() || s.server_clock(SystemClock).now_ms() > s.expires_at_ms());
         if stale { self.connect().await } else { Ok(()) }
+    }
+
+    /// Seals `body`, connecting again once if the session turns out unable
+    /// to seal (expired between the check and the seal).
+    async fn seal_fresh(&mut self, body: &[u8]) -> Result<SealedRequest, ClientError> {
+        self.ensure_session().await?;
+        match self.seal(body) {
+            Err(ClientError::Protocol(Error::Expired(_) | Error::IntegrityLimit | Error::KeyExhausted)) => {
+                self.connect().await?;
+                self.seal(body)
+            }
+            other => other,
+        }
     }
 
     /// Seals `body` as a request of the current session.
@@ -302,8 +321,7 @@ impl<S: DeviceSigner> Client<S> {
     /// # Errors
     /// [`ClientError`].
     pub async fn call_no_retry(&mut self, path: &str, body: &[u8]) -> Result<Reply, ClientError> {
-        self.ensure_session().await?;
-        let sealed = self.seal(body)?;
+        let sealed = self.seal_fresh(body).await?;
         let raw = self.send_raw(path, Some(&sealed.session), sealed.frame).await?;
         self.open_reply(sealed.request, raw)
     }
@@ -368,21 +386,26 @@ impl<S: DeviceSigner> Client<S> {
     /// # Errors
     /// [`ClientError`].
     pub async fn call_bound(&mut self, path: &str, request: &[u8], need: Need) -> Result<Reply, ClientError> {
-        let first = self.call_bound_once(path, request, need).await;
-        match first {
-            Err(ClientError::Refused { ref next_action, .. }) if next_action == "refresh-token" && need.token => {
-                self.fetch_token().await?;
-                self.call_bound_once(path, request, need).await
+        // Each next action is followed at most once, then the call gives up.
+        let (mut rehandshaken, mut refreshed, mut rechallenged, mut resent) = (false, false, false, false);
+        loop {
+            let r = self.call_bound_once(path, request, need).await;
+            match &r {
+                Err(ClientError::Refused { next_action, .. }) => match next_action.as_str() {
+                    "refresh-token" if need.token && !refreshed => {
+                        refreshed = true;
+                        self.fetch_token().await?;
+                    }
+                    "rehandshake" if !rehandshaken => {
+                        rehandshaken = true;
+                        self.connect().await?;
+                    }
+                    "retry-later" if need.challenge && !rechallenged => rechallenged = true,
+                    _ => return r,
+                },
+                Err(ClientError::Transport(_)) if !resent => resent = true,
+                _ => return r,
             }
-            Err(ClientError::Refused { ref next_action, .. }) if next_action == "rehandshake" => {
-                self.connect().await?;
-                self.call_bound_once(path, request, need).await
-            }
-            Err(ClientError::Refused { ref next_action, .. }) if next_action == "retry-later" && need.challenge => {
-                self.call_bound_once(path, request, need).await
-            }
-            Err(ClientError::Transport(_)) => self.call_bound_once(path, request, need).await,
-            other => other,
         }
     }
 
@@ -394,7 +417,7 @@ impl<S: DeviceSigner> Client<S> {
         let challenge = if need.challenge { Some(self.fetch_challenge().await?) } else { None };
         let token = if need.token { self.token.clone() } else { None };
         let plain = self.bind(challenge.as_ref(), token.as_deref(), request)?;
-        let sealed = self.seal(&plain)?;
+        let sealed = self.seal_fresh(&plain).await?;
         let raw = self.send_raw(path, Some(&sealed.session), sealed.frame).await?;
         self.open_reply(sealed.request, raw)
     }

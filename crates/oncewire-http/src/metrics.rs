@@ -30,14 +30,23 @@ pub enum Route {
     OneShot,
 }
 
-const ROUTES: [(Route, &str); 6] = [
-    (Route::Enroll, "enroll"),
-    (Route::Handshake, "handshake"),
-    (Route::Finish, "finish"),
-    (Route::Call, "call"),
-    (Route::Bound, "bound"),
-    (Route::OneShot, "one_shot"),
-];
+impl Route {
+    /// Every route kind, in the order of the exposition.
+    pub const ALL: [Route; 6] =
+        [Route::Enroll, Route::Handshake, Route::Finish, Route::Call, Route::Bound, Route::OneShot];
+
+    /// Its label value.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Route::Enroll => "enroll",
+            Route::Handshake => "handshake",
+            Route::Finish => "finish",
+            Route::Call => "call",
+            Route::Bound => "bound",
+            Route::OneShot => "one_shot",
+        }
+    }
+}
 
 /// Why a request was refused, as counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,11 +75,13 @@ pub enum Reason {
     TokenRefused,
     /// A store was full or could not answer.
     StoreRefused,
+    /// An enrollment refused by the re-enrollment policy.
+    AlreadyEnrolled,
     /// Anything else.
     Other,
 }
 
-const REASONS: [(Reason, &str); 13] = [
+const REASON_NAMES: [(Reason, &str); 14] = [
     (Reason::Replay, "replay"),
     (Reason::ChallengeReused, "challenge_reused"),
     (Reason::TokenProofReplay, "token_proof_replay"),
@@ -83,10 +94,34 @@ const REASONS: [(Reason, &str); 13] = [
     (Reason::Expired, "expired"),
     (Reason::TokenRefused, "token_refused"),
     (Reason::StoreRefused, "store_refused"),
+    (Reason::AlreadyEnrolled, "already_enrolled"),
     (Reason::Other, "other"),
 ];
 
 impl Reason {
+    /// Every reason, in the order of the exposition.
+    pub const ALL: [Reason; 14] = [
+        Reason::Replay,
+        Reason::ChallengeReused,
+        Reason::TokenProofReplay,
+        Reason::Stale,
+        Reason::FromFuture,
+        Reason::AuthFailed,
+        Reason::Malformed,
+        Reason::UnknownSession,
+        Reason::UnknownDevice,
+        Reason::Expired,
+        Reason::TokenRefused,
+        Reason::StoreRefused,
+        Reason::AlreadyEnrolled,
+        Reason::Other,
+    ];
+
+    /// Its label value.
+    pub fn name(self) -> &'static str {
+        REASON_NAMES.iter().find(|(r, _)| *r == self).map_or("other", |(_, n)| n)
+    }
+
     /// The reason of `e`; a replay is told apart by the set it hit.
     pub fn of(e: Error, set: Option<Purpose>) -> Self {
         match e {
@@ -103,6 +138,7 @@ impl Reason {
             Error::Expired(_) | Error::IntegrityLimit => Self::Expired,
             Error::NotYetValid | Error::WrongAudience | Error::KeyMismatch => Self::TokenRefused,
             Error::CapacityExceeded | Error::Storage => Self::StoreRefused,
+            Error::AlreadyEnrolled => Self::AlreadyEnrolled,
             e if e.is_parse_error() => Self::Malformed,
             _ => Self::Other,
         }
@@ -112,16 +148,16 @@ impl Reason {
 /// The counters. Shared by every request; each update is one atomic add.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    accepted: [AtomicU64; ROUTES.len()],
-    rejected: [[AtomicU64; REASONS.len()]; ROUTES.len()],
+    accepted: [AtomicU64; Route::ALL.len()],
+    rejected: [[AtomicU64; Reason::ALL.len()]; Route::ALL.len()],
 }
 
 fn route_index(r: Route) -> usize {
-    ROUTES.iter().position(|(x, _)| *x == r).unwrap_or(0)
+    Route::ALL.iter().position(|x| *x == r).unwrap_or(0)
 }
 
 fn reason_index(r: Reason) -> usize {
-    REASONS.iter().position(|(x, _)| *x == r).unwrap_or(REASONS.len().saturating_sub(1))
+    Reason::ALL.iter().position(|x| *x == r).unwrap_or(Reason::ALL.len().saturating_sub(1))
 }
 
 impl Metrics {
@@ -163,16 +199,19 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP oncewire_accepted_total Requests accepted, by route kind.\n");
         out.push_str("# TYPE oncewire_accepted_total counter\n");
-        for ((_, name), c) in ROUTES.iter().zip(&self.accepted) {
-            let _ = writeln!(out, "oncewire_accepted_total{{route=\"{name}\"}} {}", c.load(Ordering::Relaxed));
+        for (route, c) in Route::ALL.iter().zip(&self.accepted) {
+            let _ =
+                writeln!(out, "oncewire_accepted_total{{route=\"{}\"}} {}", route.name(), c.load(Ordering::Relaxed));
         }
         out.push_str("# HELP oncewire_rejected_total Requests refused, by route kind and reason.\n");
         out.push_str("# TYPE oncewire_rejected_total counter\n");
-        for ((_, route), row) in ROUTES.iter().zip(&self.rejected) {
-            for ((_, reason), c) in REASONS.iter().zip(row) {
+        for (route, row) in Route::ALL.iter().zip(&self.rejected) {
+            for (reason, c) in Reason::ALL.iter().zip(row) {
                 let _ = writeln!(
                     out,
-                    "oncewire_rejected_total{{route=\"{route}\",reason=\"{reason}\"}} {}",
+                    "oncewire_rejected_total{{route=\"{}\",reason=\"{}\"}} {}",
+                    route.name(),
+                    reason.name(),
                     c.load(Ordering::Relaxed)
                 );
             }

@@ -74,6 +74,9 @@ use zeroize::Zeroizing;
 /// request's path.
 pub const ONE_SHOT_INFO: &[u8] = b"oncewire-http/1 one-shot";
 
+/// The longest enrollment body: a challenge and an enrollment request.
+const MAX_ENROLL_BODY: usize = CHALLENGE_LEN + oncewire::device::MAX_ENROLLMENT_REQUEST_LEN;
+
 /// The longest path a one-shot request can be bound to.
 pub const MAX_ONE_SHOT_PATH: usize = oncewire::request::MAX_APP_AAD;
 
@@ -82,7 +85,8 @@ pub const MAX_ONE_SHOT_PATH: usize = oncewire::request::MAX_APP_AAD;
 pub struct Config {
     /// Session limits (lifetime, rekeying, freshness of records).
     pub limits: Limits,
-    /// The largest body accepted or replied, in bytes (413 beyond, as `drop`).
+    /// The largest body of a sealed call, one-shot request or reply, in bytes
+    /// (refused beyond it, 400 `drop`, before anything else is read).
     pub max_body: usize,
     /// Lifetime of enrollment and request challenges, in ms.
     pub challenge_ttl_ms: u64,
@@ -373,12 +377,21 @@ fn boxed<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<Box<T>, Error> {
 }
 
 /// A refusal: an opaque status and the next action, nothing else.
+///
+/// Inside [`Backend::sealed`] (a bound route's checks, an extractor that
+/// failed) a refusal leaves unsealed, as every refusal does (`SPEC.md`
+/// §16.1), so the client sees its next action.
 pub fn refuse(e: Error) -> Response {
     let (status, action) = refusal(e);
     let mut r = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST).into_response();
     r.headers_mut().insert(NEXT_ACTION_HEADER, HeaderValue::from_static(action));
+    r.extensions_mut().insert(RefusalMark(action));
     r
 }
+
+/// Marks a response made by [`refuse`].
+#[derive(Clone, Copy, Debug)]
+struct RefusalMark(&'static str);
 
 fn oncewire_body(status: StatusCode, body: Vec<u8>, session: Option<&SessionId>) -> Response {
     let mut r = (status, body).into_response();
@@ -663,9 +676,13 @@ async fn enroll_challenge<R: DeviceRegistry, S: SessionStore, P: PendingStore, O
 
 async fn enroll<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore>(
     State(b): State<Backend<R, S, P, O>>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let s = &b.inner;
+    let body = match read_body(body, MAX_ENROLL_BODY).await {
+        Ok(b) => b,
+        Err(e) => return b.refused(Route::Enroll, e, None, None),
+    };
     let verified = (|| {
         let (challenge, request) = body.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
         let challenge = Challenge::from_bytes(challenge)?;
@@ -689,9 +706,13 @@ async fn enroll<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStor
 
 async fn handshake<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore>(
     State(b): State<Backend<R, S, P, O>>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let s = &b.inner;
+    let body = match read_body(body, MAX_HANDSHAKE_LEN).await {
+        Ok(b) => b,
+        Err(e) => return b.refused(Route::Handshake, e, None, None),
+    };
     let mut out = [0u8; MAX_HANDSHAKE_LEN];
     let r = s.key.accept(&mut OsRng, &s.clock, &body, s.config.limits, &mut out);
     let r = match r {
@@ -713,10 +734,14 @@ async fn handshake<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceS
 async fn finish<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore>(
     State(b): State<Backend<R, S, P, O>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let id = session_of(&headers).ok();
-    match finish_steps(&b, id, body.to_vec()).await {
+    let body = match read_body(body, MAX_HANDSHAKE_LEN).await {
+        Ok(b) => b,
+        Err(e) => return b.refused(Route::Finish, e, None, id.as_ref()),
+    };
+    match finish_steps(&b, id, body).await {
         Ok(device) => {
             b.inner.metrics.accepted(Route::Finish);
             if let Some(id) = &id {
@@ -733,7 +758,7 @@ async fn finish<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStor
 async fn finish_steps<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore>(
     b: &Backend<R, S, P, O>,
     id: Option<SessionId>,
-    mut msg3: Vec<u8>,
+    mut msg3: Zeroizing<Vec<u8>>,
 ) -> Result<DeviceId, Error> {
     let s = &b.inner;
     let id = id.ok_or(Error::UnknownSession)?;
@@ -888,6 +913,13 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     let response = next.run(Request::from_parts(parts, Body::from(plain))).await;
 
+    // A refusal from inside (a bound route's checks, an extractor) leaves
+    // as it is: unsealed, empty, with its next action.
+    if let Some(RefusalMark(action)) = response.extensions().get::<RefusalMark>().copied() {
+        let mut r = response.status().into_response();
+        r.headers_mut().insert(NEXT_ACTION_HEADER, HeaderValue::from_static(action));
+        return r;
+    }
     // Seal whatever the handler answered, bound to this request.
     let (rparts, rbody) = response.into_parts();
     let reply = match read_body(rbody, s.config.max_body).await {

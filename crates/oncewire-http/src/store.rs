@@ -208,7 +208,9 @@ impl<V> Sharded<V> {
     fn shard(&self, id: &SessionId) -> Result<&RwLock<HashMap<SessionId, V>>, Error> {
         let mut h = self.hasher.build_hasher();
         id.hash(&mut h);
-        let i = usize::try_from(std::hash::Hasher::finish(&h) % SHARDS as u64).map_err(|_| Error::Storage)?;
+        let n = u64::try_from(SHARDS).map_err(|_| Error::Storage)?;
+        let i = std::hash::Hasher::finish(&h).checked_rem(n).ok_or(Error::Storage)?;
+        let i = usize::try_from(i).map_err(|_| Error::Storage)?;
         self.shards.get(i).ok_or(Error::Storage)
     }
 
