@@ -17,14 +17,17 @@
 //! (the fleet's tests check that ids are never executed twice), or is sent
 //! with [`Client::call_no_retry`]. On `rehandshake` the client connects
 //! again and seals anew; on `refresh-token` a bound call fetches a new token;
-//! on `retry-later` after an expired challenge it fetches a new challenge.
+//! on `retry-later` after an expired challenge it fetches a new challenge;
+//! when a reply's time does not fit the clock offset measured at the
+//! handshake (a clock stepped), it connects again to measure it anew.
 
 use crate::server::{Need, ONE_SHOT_INFO};
 use crate::store::SessionId;
-use crate::{CONTENT_TYPE, NEXT_ACTION_HEADER, ROUTE_HEADER, SESSION_HEADER, parse_session_hex, session_hex};
+use crate::{
+    CONTENT_TYPE, NEXT_ACTION_HEADER, ROUTE_HEADER, SESSION_HEADER, SharedClock, parse_session_hex, session_hex,
+};
 use oncewire::bound::MAX_BOUND_LEN;
 use oncewire::challenge::{CHALLENGE_LEN, Challenge};
-use oncewire::clock::SystemClock;
 use oncewire::device::MAX_ENROLLMENT_REQUEST_LEN;
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
 use oncewire::prover::Prover;
@@ -87,6 +90,9 @@ pub struct RawReply {
     pub body: Vec<u8>,
     /// The `Oncewire-Session` header, if present.
     pub session: Option<String>,
+    /// The `Oncewire-Next-Action` header, if present (an application may
+    /// set one on a sealed reply).
+    pub next_action: Option<String>,
 }
 
 /// The application's reply to a sealed call, opened and checked against
@@ -96,6 +102,8 @@ pub struct Reply {
     pub status: u16,
     /// The handler's body.
     pub body: Vec<u8>,
+    /// The next action the application named, if it set one.
+    pub next_action: Option<String>,
 }
 
 impl core::fmt::Debug for Reply {
@@ -127,6 +135,7 @@ pub struct Client<S: DeviceSigner> {
     token: Option<Vec<u8>>,
     /// The routing key of the current handshake and session (`Oncewire-Route`).
     route: Option<SessionId>,
+    clock: SharedClock,
 }
 
 impl<S: DeviceSigner> core::fmt::Debug for Client<S> {
@@ -156,7 +165,14 @@ impl<S: DeviceSigner> Client<S> {
             request_key: None,
             token: None,
             route: None,
+            clock: SharedClock::system(),
         }
+    }
+
+    /// This device's clock (the system clock otherwise; tests move it).
+    pub fn with_clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
+        self.clock = SharedClock::new(clock);
+        self
     }
 
     /// The current session's id, if connected.
@@ -203,7 +219,7 @@ impl<S: DeviceSigner> Client<S> {
             return Err(ClientError::Refused { status, next_action: next_action.unwrap_or_default() });
         }
         let body = resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?.to_vec();
-        Ok(RawReply { status, body, session })
+        Ok(RawReply { status, body, session, next_action })
     }
 
     /// Enrolls the device: asks for a challenge, signs it (naming the pinned
@@ -233,7 +249,7 @@ impl<S: DeviceSigner> Client<S> {
     pub async fn connect(&mut self) -> Result<(), ClientError> {
         self.session = None;
         let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-        let (hs, n1) = ClientHandshake::start(self.server_key, &mut OsRng, &SystemClock, &mut m1)?;
+        let (hs, n1) = ClientHandshake::start(self.server_key, &mut OsRng, &self.clock, &mut m1)?;
         // The handshake id routes message 1, message 3 and every call of the
         // session to one server, for a load balancer with no shared state.
         self.route = Some(*hs.handshake_id());
@@ -241,7 +257,7 @@ impl<S: DeviceSigner> Client<S> {
         let id = parse_session_hex(&reply.session.unwrap_or_default())?;
         let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
         let (session, n3): (Session, usize) =
-            hs.finish(&SystemClock, &reply.body, self.device, self.prover.signer(), Limits::DEFAULT, &mut m3)?;
+            hs.finish(&self.clock, &reply.body, self.device, self.prover.signer(), Limits::DEFAULT, &mut m3)?;
         if session.session_id() != &id {
             return Err(ClientError::Protocol(Error::UnknownSession));
         }
@@ -254,10 +270,9 @@ impl<S: DeviceSigner> Client<S> {
     /// seal: past its lifetime (on the server's clock, as the session
     /// measured it), at its integrity limit, or out of sequence numbers.
     async fn ensure_session(&mut self) -> Result<(), ClientError> {
-        let stale = self
-            .session
-            .as_ref()
-            .is_none_or(|(s, _)| s.needs_rehandshake() || s.server_clock(SystemClock).now_ms() > s.expires_at_ms());
+        let stale = self.session.as_ref().is_none_or(|(s, _)| {
+            s.needs_rehandshake() || s.server_clock(self.clock.clone()).now_ms() > s.expires_at_ms()
+        });
         if stale { self.connect().await } else { Ok(()) }
     }
 
@@ -282,7 +297,7 @@ impl<S: DeviceSigner> Client<S> {
     pub fn seal(&mut self, body: &[u8]) -> Result<SealedRequest, ClientError> {
         let (session, id) = self.session.as_mut().ok_or(ClientError::Protocol(Error::UnknownSession))?;
         let mut frame = vec![0u8; buffer_len(body.len())];
-        let (n, request) = session.seal_request(&SystemClock, body, &mut frame)?;
+        let (n, request) = session.seal_request(&self.clock, body, &mut frame)?;
         frame.truncate(n);
         Ok(SealedRequest { frame, request, session: *id })
     }
@@ -294,8 +309,8 @@ impl<S: DeviceSigner> Client<S> {
     /// [`Session::open_response`] (a reply not bound to `request` fails).
     pub fn open_reply(&mut self, request: RequestId, mut raw: RawReply) -> Result<Reply, ClientError> {
         let (session, _) = self.session.as_mut().ok_or(ClientError::Protocol(Error::UnknownSession))?;
-        let body = session.open_response(&SystemClock, request, &mut raw.body)?.payload.to_vec();
-        Ok(Reply { status: raw.status, body })
+        let body = session.open_response(&self.clock, request, &mut raw.body)?.payload.to_vec();
+        Ok(Reply { status: raw.status, body, next_action: raw.next_action })
     }
 
     /// Seals `body`, sends it to `path`, opens the response bound to it.
@@ -311,6 +326,12 @@ impl<S: DeviceSigner> Client<S> {
                 self.call_no_retry(path, body).await
             }
             Err(ClientError::Transport(_)) => self.call_no_retry(path, body).await,
+            // The reply's time did not fit the offset measured at the
+            // handshake: a clock stepped. Measure it again and seal anew.
+            Err(ClientError::Protocol(Error::FromFuture | Error::Stale)) => {
+                self.connect().await?;
+                self.call_no_retry(path, body).await
+            }
             other => other,
         }
     }
@@ -361,7 +382,7 @@ impl<S: DeviceSigner> Client<S> {
         request: &[u8],
     ) -> Result<Vec<u8>, ClientError> {
         let (session, _) = self.session.as_ref().ok_or(ClientError::Protocol(Error::UnknownSession))?;
-        let clock = session.server_clock(SystemClock);
+        let clock = session.server_clock(self.clock.clone());
         let bound = self.prover.bound_request(&mut OsRng, &clock, request, challenge, token)?;
         let mut b = [0u8; MAX_BOUND_LEN];
         let n = bound.to_bytes(&mut b)?;
@@ -404,6 +425,10 @@ impl<S: DeviceSigner> Client<S> {
                     _ => return r,
                 },
                 Err(ClientError::Transport(_)) if !resent => resent = true,
+                Err(ClientError::Protocol(Error::FromFuture | Error::Stale)) if !rehandshaken => {
+                    rehandshaken = true;
+                    self.connect().await?;
+                }
                 _ => return r,
             }
         }
@@ -446,7 +471,7 @@ impl<S: DeviceSigner> Client<S> {
             .copy_from_slice(body);
         // Fetching the key connected: the session has measured the offset.
         let (session, _) = self.session.as_ref().ok_or(ClientError::Protocol(Error::UnknownSession))?;
-        let clock = session.server_clock(SystemClock);
+        let clock = session.server_clock(self.clock.clone());
         let n = RequestSender::new(key).seal(
             &mut OsRng,
             &clock,

@@ -35,6 +35,36 @@ pub mod store;
 
 use oncewire::{Error, PeerAction};
 
+/// A clock shared between tasks: the system clock unless a builder was
+/// given another (tests and the demo move time to play stale and expired
+/// input, with [`server::ShiftedClock`]).
+#[derive(Clone)]
+pub struct SharedClock(std::sync::Arc<dyn oncewire::Clock + Send + Sync>);
+
+impl SharedClock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(std::sync::Arc::new(oncewire::clock::SystemClock))
+    }
+
+    /// Any clock.
+    pub fn new(clock: impl oncewire::Clock + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(clock))
+    }
+}
+
+impl core::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SharedClock({} ms)", self.0.now_ms())
+    }
+}
+
+impl oncewire::Clock for SharedClock {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
 /// The content type of every oncewire body.
 pub const CONTENT_TYPE: &str = "application/oncewire";
 /// The header that carries the session id (hex).

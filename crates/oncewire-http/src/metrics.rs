@@ -2,8 +2,11 @@
 //! `GET /metrics` (mount [`crate::server::Backend::metrics_router`] where
 //! your scraper reaches it, not on the public listener).
 //!
-//! Every accepted and every refused request is counted once, by route kind
-//! and, for refusals, by reason. The reasons are those of the core's
+//! Every step that accepts or refuses is counted once, by route kind and,
+//! for refusals, by reason: `call` counts the sealed records opened (or
+//! refused) by the sealing layer, and `bound` the challenge and token checks
+//! of a bound route after that, so a bound call refused for its token is
+//! one accepted `call` and one refused `bound`. The reasons are those of the core's
 //! [`oncewire::Audit`] (replays, stale frames, authentication failures, …)
 //! plus the store's: challenge reuse, token-proof replays, store refusals.
 //! Lock-free: each counter is an atomic.

@@ -45,7 +45,7 @@ use crate::store::{
     DeviceRegistry, MemoryOnce, MemoryPending, MemoryRegistry, MemorySessions, OnceStore, PendingStore, Refusal,
     SessionHandle, SessionId, SessionStore,
 };
-use crate::{CONTENT_TYPE, NEXT_ACTION_HEADER, SESSION_HEADER, parse_session_hex, refusal, session_hex};
+use crate::{CONTENT_TYPE, NEXT_ACTION_HEADER, SESSION_HEADER, SharedClock, parse_session_hex, refusal, session_hex};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -129,23 +129,6 @@ impl Need {
     pub const CHALLENGE_AND_TOKEN: Self = Self { challenge: true, token: true };
 }
 
-/// The backend's clock: the system clock unless the builder was given
-/// another (tests and the demo move it to play stale and expired input).
-#[derive(Clone)]
-pub struct BackendClock(Arc<dyn Clock + Send + Sync>);
-
-impl core::fmt::Debug for BackendClock {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "BackendClock({} ms)", self.0.now_ms())
-    }
-}
-
-impl Clock for BackendClock {
-    fn now_ms(&self) -> u64 {
-        self.0.now_ms()
-    }
-}
-
 /// The system clock shifted by an adjustable offset, shared between
 /// threads: for tests and demos that move a backend's time.
 #[derive(Clone, Debug, Default)]
@@ -171,7 +154,7 @@ impl Clock for ShiftedClock {
 
 struct Inner<R, S, P, O> {
     key: ServerKey,
-    clock: BackendClock,
+    clock: SharedClock,
     config: Config,
     enrollments: Box<Mutex<EnrollmentIssuer>>,
     challenges: Box<StatelessChallenges>,
@@ -218,7 +201,7 @@ pub struct Builder<R, S, P, O> {
     pending: P,
     once: Option<O>,
     tokens: Option<TokenIssuer>,
-    clock: BackendClock,
+    clock: SharedClock,
 }
 
 impl<R, S, P, O> core::fmt::Debug for Builder<R, S, P, O> {
@@ -239,7 +222,7 @@ impl Backend {
             pending: MemoryPending::new(10_000),
             once: None,
             tokens: None,
-            clock: BackendClock(Arc::new(SystemClock)),
+            clock: SharedClock::system(),
         }
     }
 }
@@ -253,7 +236,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
 
     /// The clock (the system clock otherwise).
     pub fn clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
-        self.clock = BackendClock(Arc::new(clock));
+        self.clock = SharedClock::new(clock);
         self
     }
 
@@ -530,7 +513,7 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Backend<
     }
 
     /// The backend's clock.
-    pub fn clock(&self) -> &BackendClock {
+    pub fn clock(&self) -> &SharedClock {
         &self.inner.clock
     }
 

@@ -184,7 +184,7 @@ struct Http {
 impl Http {
     /// As the client's raw helpers hand it to [`Client::open_reply`].
     fn raw(&self) -> RawReply {
-        RawReply { status: self.status, body: self.body.clone(), session: None }
+        RawReply { status: self.status, body: self.body.clone(), session: None, next_action: None }
     }
 }
 
