@@ -218,7 +218,8 @@ impl<S: DeviceSigner> Client<S> {
         if !is_oncewire && !(200..300).contains(&status) {
             return Err(ClientError::Refused { status, next_action: next_action.unwrap_or_default() });
         }
-        let body = resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?.to_vec();
+        // Taken over without a copy when the buffer is not shared.
+        let body = Vec::from(resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?);
         Ok(RawReply { status, body, session, next_action })
     }
 

@@ -89,7 +89,13 @@ pub fn refusal(e: Error) -> (u16, &'static str) {
 
 /// The session id as the header carries it.
 pub fn session_hex(id: &[u8; 8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for b in id {
+        out.push(char::from(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0')));
+        out.push(char::from(HEX.get(usize::from(b & 0x0f)).copied().unwrap_or(b'0')));
+    }
+    out
 }
 
 /// Parses the header's hex session id.

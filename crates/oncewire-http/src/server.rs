@@ -392,10 +392,26 @@ fn session_of(headers: &HeaderMap) -> Result<SessionId, Error> {
     parse_session_hex(v.to_str().map_err(|_| Error::UnknownSession)?)
 }
 
+/// Where the opened payload (at address `addr`, `len` bytes) sits in
+/// `frame`, if it is the slice right after the header (how records open
+/// in place).
+fn frame_payload_at(frame: &[u8], addr: usize, len: usize) -> Option<core::ops::Range<usize>> {
+    let start = oncewire::wire::HEADER_LEN;
+    let end = start.checked_add(len)?;
+    let slot = frame.get(start..end)?;
+    (slot.as_ptr().addr() == addr).then_some(start..end)
+}
+
 /// Reads a body up to `max` bytes into a buffer that is wiped when dropped
 /// (sealed frames are opened in place; replies hold plaintext).
 async fn read_body(body: Body, max: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
-    axum::body::to_bytes(body, max).await.map(|b| Zeroizing::new(b.to_vec())).map_err(|_| Error::PayloadTooLarge)
+    // `Vec::from(Bytes)` takes the buffer over without a copy when it can.
+    read_bytes(body, max).await.map(|b| Zeroizing::new(Vec::from(b)))
+}
+
+/// Reads a body up to `max` bytes, without copying it.
+async fn read_bytes(body: Body, max: usize) -> Result<Bytes, Error> {
+    axum::body::to_bytes(body, max).await.map_err(|_| Error::PayloadTooLarge)
 }
 
 fn lock(s: &SessionHandle) -> Result<std::sync::MutexGuard<'_, Session>, Error> {
@@ -871,12 +887,18 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     let opened = lock(&handle).and_then(|mut session| {
         let device = session.device().copied().ok_or(Error::Misuse)?;
         match session.open_in_place(&s.clock, &mut frame)? {
-            Received::Record(opened, rid) => Ok(Some((device, rid, opened.payload.to_vec()))),
+            Received::Record(opened, rid) => {
+                Ok(Some((device, rid, (opened.payload.as_ptr().addr(), opened.payload.len()))))
+            }
             Received::KeyUpdated { .. } => Ok(None),
         }
     });
     let (device, rid, plain) = match opened {
-        Ok(Some(o)) => o,
+        Ok(Some((device, rid, (addr, len)))) => match frame_payload_at(&frame, addr, len) {
+            // Opened in place, right after the header: handed on without a copy.
+            Some(range) => (device, rid, Bytes::from(std::mem::take(&mut *frame)).slice(range)),
+            None => return b.refused(Route::Call, Error::Misuse, None, Some(&id)),
+        },
         Ok(None) => {
             s.metrics.accepted(Route::Call);
             return oncewire_body(StatusCode::NO_CONTENT, Vec::new(), None);
@@ -905,7 +927,7 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     }
     // Seal whatever the handler answered, bound to this request.
     let (rparts, rbody) = response.into_parts();
-    let reply = match read_body(rbody, s.config.max_body).await {
+    let reply = match read_bytes(rbody, s.config.max_body).await {
         Ok(r) => r,
         Err(e) => return b.refused(Route::Call, e, None, Some(&id)),
     };
@@ -939,7 +961,7 @@ async fn bound_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: Onc
         return b.refused(Route::Bound, Error::Misuse, None, None);
     };
     let (mut parts, body) = req.into_parts();
-    let plain = match read_body(body, s.config.max_body).await {
+    let plain = match read_bytes(body, s.config.max_body).await {
         Ok(p) => p,
         Err(e) => return b.refused(Route::Bound, e, None, Some(&call.session)),
     };
@@ -976,7 +998,7 @@ async fn bound_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: Onc
         parts.extensions.insert(ChallengeBound);
     }
     let start = plain.len().saturating_sub(request_len);
-    let request = plain.get(start..).unwrap_or_default().to_vec();
+    let request = plain.slice(start.min(plain.len())..);
     next.run(Request::from_parts(parts, Body::from(request))).await
 }
 
