@@ -134,7 +134,9 @@ pub struct Client<S: DeviceSigner> {
     request_key: Option<PublicKey>,
     token: Option<Vec<u8>>,
     /// The routing key of the current handshake and session (`Oncewire-Route`).
-    route: Option<SessionId>,
+    route: Option<reqwest::header::HeaderValue>,
+    /// The current session's `Oncewire-Session` value, made once.
+    session_value: Option<(SessionId, reqwest::header::HeaderValue)>,
     clock: SharedClock,
 }
 
@@ -165,6 +167,7 @@ impl<S: DeviceSigner> Client<S> {
             request_key: None,
             token: None,
             route: None,
+            session_value: None,
             clock: SharedClock::system(),
         }
     }
@@ -202,12 +205,21 @@ impl<S: DeviceSigner> Client<S> {
         session: Option<&SessionId>,
         body: Vec<u8>,
     ) -> Result<RawReply, ClientError> {
-        let mut req = self.http.post(format!("{}{path}", self.base)).header("content-type", CONTENT_TYPE).body(body);
+        use reqwest::header::{CONTENT_TYPE as CT, HeaderName, HeaderValue};
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(CT, HeaderValue::from_static(CONTENT_TYPE))
+            .body(body);
         if let Some(id) = session {
-            req = req.header(SESSION_HEADER, session_hex(id));
+            let value = match &self.session_value {
+                Some((held, v)) if held == id => v.clone(),
+                _ => HeaderValue::from_str(&session_hex(id)).map_err(|_| ClientError::Protocol(Error::Encode))?,
+            };
+            req = req.header(HeaderName::from_static(SESSION_HEADER), value);
         }
         if let Some(route) = &self.route {
-            req = req.header(ROUTE_HEADER, session_hex(route));
+            req = req.header(HeaderName::from_static(ROUTE_HEADER), route.clone());
         }
         let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
@@ -253,7 +265,7 @@ impl<S: DeviceSigner> Client<S> {
         let (hs, n1) = ClientHandshake::start(self.server_key, &mut OsRng, &self.clock, &mut m1)?;
         // The handshake id routes message 1, message 3 and every call of the
         // session to one server, for a load balancer with no shared state.
-        self.route = Some(*hs.handshake_id());
+        self.route = reqwest::header::HeaderValue::from_str(&session_hex(hs.handshake_id())).ok();
         let reply = self.send_raw("/oncewire/v1/handshake", None, m1.get(..n1).unwrap_or_default().to_vec()).await?;
         let id = parse_session_hex(&reply.session.unwrap_or_default())?;
         let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
@@ -264,6 +276,7 @@ impl<S: DeviceSigner> Client<S> {
         }
         self.send_raw("/oncewire/v1/handshake/finish", Some(&id), m3.get(..n3).unwrap_or_default().to_vec()).await?;
         self.session = Some((session, id));
+        self.session_value = reqwest::header::HeaderValue::from_str(&session_hex(&id)).ok().map(|v| (id, v));
         Ok(())
     }
 
