@@ -723,8 +723,13 @@ impl World {
     fn check_genuine(&mut self, spec: &Spec, r: &Resp, d: Counts, rid: RequestId) -> Option<(u16, Vec<u8>)> {
         let class = class_of(spec.uri.path());
         match (class, spec.session) {
-            (Class::Sealed, SessionExpect::Real) => {
+            (Class::Sealed, SessionExpect::Real) if spec.method == Method::POST => {
                 assert_eq!(d.call, 1, "a genuine frame under the real session refused: {r:?}");
+            }
+            (Class::Sealed, _) if spec.method != Method::POST => {
+                // Only POST carries a sealed request: nothing is opened or used up.
+                assert_eq!(d.call, 0, "a frame accepted with {}: {r:?}", spec.method);
+                assert_eq!((r.status, r.action()), (400, Some(&b"drop"[..])), "method {}: {r:?}", spec.method);
             }
             (_, SessionExpect::Wrong) => {
                 assert_eq!(d.call, 0, "a frame accepted under another session: {r:?}");
@@ -821,7 +826,7 @@ impl World {
                 if sent != frame {
                     self.assert_nothing_forged(d);
                 } else {
-                    if class_of(&path) == Class::Sealed && spec.session == SessionExpect::Real {
+                    if class_of(&path) == Class::Sealed && post_real {
                         assert_eq!(d.call, 1, "a genuine key update refused: {r:?}");
                     }
                     if d.call == 1 {
@@ -903,11 +908,12 @@ impl World {
                         (0, 0),
                         "a tampered or misrouted one-shot request accepted: {r:?}"
                     );
-                } else if path == "/ping" {
+                } else if path == "/ping" && spec.method == Method::POST {
                     assert_eq!(d.one_shot, 1, "a genuine one-shot request refused: {r:?}");
-                    if spec.method == Method::POST {
-                        assert_eq!((r.status, d.ping), (202, 1), "ping: {r:?}");
-                    }
+                    assert_eq!((r.status, d.ping), (202, 1), "ping: {r:?}");
+                } else if path == "/ping" {
+                    // Only POST carries a one-shot request: nothing is recorded.
+                    assert_eq!((d.one_shot, d.ping), (0, 0), "a one-shot accepted with {}: {r:?}", spec.method);
                 }
                 if twice && d.one_shot == 1 {
                     let (r, d) = self.send_to("/ping", buf, &plain);

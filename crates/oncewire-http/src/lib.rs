@@ -28,6 +28,7 @@
 //!   reply is sealed again, never resent).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "client")]
 pub mod client;
 pub mod metrics;
 pub mod server;
@@ -101,16 +102,27 @@ pub fn session_hex(id: &[u8; 8]) -> String {
 /// Parses the header's hex session id.
 ///
 /// # Errors
-/// [`Error::UnknownSession`] if it is not 16 hex digits.
+/// [`Error::UnknownSession`] if it is not 16 lowercase hex digits.
 pub fn parse_session_hex(s: &str) -> Result<[u8; 8], Error> {
+    // Lowercase hex digits only (SPEC §16.2): one spelling per id.
+    fn digit(c: u8) -> Result<u8, Error> {
+        match c {
+            b'0'..=b'9' => Ok(c.wrapping_sub(b'0')),
+            b'a'..=b'f' => Ok(c.wrapping_sub(b'a').wrapping_add(10)),
+            _ => Err(Error::UnknownSession),
+        }
+    }
     let b = s.as_bytes();
     if b.len() != 16 {
         return Err(Error::UnknownSession);
     }
     let mut out = [0u8; 8];
     for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        let txt = core::str::from_utf8(pair).map_err(|_| Error::UnknownSession)?;
-        *o = u8::from_str_radix(txt, 16).map_err(|_| Error::UnknownSession)?;
+        let (hi, lo) = match pair {
+            [hi, lo] => (digit(*hi)?, digit(*lo)?),
+            _ => return Err(Error::UnknownSession),
+        };
+        *o = (hi << 4) | lo;
     }
     Ok(out)
 }

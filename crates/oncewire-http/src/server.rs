@@ -572,12 +572,14 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Backend<
     /// enrollment, the handshake, challenges, and (sealed) the request key
     /// and tokens.
     pub fn router(&self) -> Router {
+        // Every oncewire route is POST; any other method is refused as
+        // oncewire refuses (`drop`), not with a bare 405.
         let plain = Router::new()
-            .route("/oncewire/v1/enroll/challenge", post(enroll_challenge::<R, S, P, O>))
-            .route("/oncewire/v1/enroll", post(enroll::<R, S, P, O>))
-            .route("/oncewire/v1/handshake", post(handshake::<R, S, P, O>))
-            .route("/oncewire/v1/handshake/finish", post(finish::<R, S, P, O>))
-            .route("/oncewire/v1/challenge", post(challenge::<R, S, P, O>))
+            .route("/oncewire/v1/enroll/challenge", post(enroll_challenge::<R, S, P, O>).fallback(wrong_method))
+            .route("/oncewire/v1/enroll", post(enroll::<R, S, P, O>).fallback(wrong_method))
+            .route("/oncewire/v1/handshake", post(handshake::<R, S, P, O>).fallback(wrong_method))
+            .route("/oncewire/v1/handshake/finish", post(finish::<R, S, P, O>).fallback(wrong_method))
+            .route("/oncewire/v1/challenge", post(challenge::<R, S, P, O>).fallback(wrong_method))
             .with_state(self.clone());
         let sealed = Router::new()
             .route("/oncewire/v1/request-key", post(request_key::<R, S, P, O>))
@@ -648,6 +650,10 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Backend<
     fn refused_with(&self, route: Route, r: Refusal, session: Option<&SessionId>) -> Response {
         self.refused(route, r.error, r.set, session)
     }
+}
+
+async fn wrong_method() -> Response {
+    refuse(Error::Malformed)
 }
 
 /// The future a [`Backend::require`] layer returns.
@@ -868,6 +874,10 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     next: Next,
 ) -> Response {
     let s = &b.inner;
+    // Only POST carries a sealed request: nothing else is opened (or used up).
+    if req.method() != axum::http::Method::POST {
+        return b.refused(Route::Call, Error::Malformed, None, None);
+    }
     let id = match session_of(req.headers()) {
         Ok(id) => id,
         Err(e) => return b.refused(Route::Call, e, None, None),
@@ -1008,6 +1018,9 @@ async fn one_shot_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: 
     next: Next,
 ) -> Response {
     let s = &b.inner;
+    if req.method() != axum::http::Method::POST {
+        return b.refused(Route::OneShot, Error::Malformed, None, None);
+    }
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().as_bytes().to_vec();
     let mut buf = match read_body(body, s.config.max_body).await {
