@@ -240,9 +240,9 @@ impl<A: HpkeAead, P: CryptoProvider, const N: usize> RequestReceiver<A, P, N> {
     /// [`ReplayCache::accept`] of its [`Once`].
     ///
     /// # Errors
-    /// In order: [`Error::Truncated`], [`Error::PayloadTooLarge`] (`app_info`
-    /// or `app_aad` too long), [`Error::Stale`] / [`Error::FromFuture`],
-    /// [`Error::Replay`], [`Error::InvalidKey`] (bad `enc`),
+    /// In order: [`Error::Truncated`], [`Error::Stale`] /
+    /// [`Error::FromFuture`], [`Error::Replay`], [`Error::PayloadTooLarge`]
+    /// (`app_info` or `app_aad` too long), [`Error::InvalidKey`] (bad `enc`),
     /// [`Error::Authentication`]. On any error `buf` and the cache are
     /// unchanged (the rejection is counted in the cache's audit).
     pub fn open<'a>(

@@ -242,8 +242,8 @@ impl<'a, P: CryptoProvider> TokenVerifier<'a, P> {
     /// exact `request` bytes, with a fresh `iat`, and must never have been
     /// accepted before. Only then is it recorded in `cache`.
     ///
-    /// Checks, in order: the token; the proof's length (`Truncated`,
-    /// `TrailingBytes`); `cnf` (`KeyMismatch`); `iat` freshness and the
+    /// Checks, in order: the proof's length (`Truncated`, `TrailingBytes`),
+    /// before any cryptography; the token; `cnf` (`KeyMismatch`); `iat` freshness and the
     /// cache (`Stale`, `FromFuture`, `Replay`); the proof's signature
     /// (`Authentication`). A rejected proof changes nothing but the audit
     /// counters.
