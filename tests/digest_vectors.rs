@@ -4,6 +4,9 @@
 //! the clock offset's rounding, and a one-shot HPKE request with its replay
 //! id. Signatures are deterministic (RFC 6979), and the request's ephemeral
 //! key comes from a fixed RNG through the normal API, so every byte is exact.
+//! Each test runs once per provider: the device and the token issuer sign
+//! with RustCrypto in every run (RFC 6979 pins the bytes); the hashing,
+//! verification, HPKE and request paths go through the provider under test.
 //! `interop/python/check_vectors.py` recomputes all of it.
 //!
 //! Regenerate after a deliberate change with
@@ -42,8 +45,8 @@ fn scalar(fill: u8) -> [u8; 32] {
     s
 }
 
-fn generate() -> Value {
-    let server = KeyPair::<RustCrypto>::from_bytes(&Secret::new(scalar(0x51))).unwrap();
+fn generate<P: CryptoProvider>() -> Value {
+    let server = KeyPair::<P>::from_bytes(&Secret::new(scalar(0x51))).unwrap();
     let server_pk: PublicKey = *server.public_key();
     let mut device = SoftwareSigner::<RustCrypto>::from_bytes(&Secret::new(scalar(0x44))).unwrap();
     let device_pk = device.public_key().unwrap();
@@ -51,9 +54,10 @@ fn generate() -> Value {
 
     // Enrollment (§8.3).
     let challenge = [0xc7u8; 32];
-    let enroll = Prover::new(&mut device).answer_enrollment(&server_pk, &challenge, device_id).unwrap();
+    let enroll =
+        Prover::<_, P>::with_provider(&mut device).answer_enrollment(&server_pk, &challenge, device_id).unwrap();
     // The digests are computed here from SPEC.md, independently of the crate.
-    let sha = |parts: &[&[u8]]| RustCrypto::sha256(parts);
+    let sha = |parts: &[&[u8]]| P::sha256(parts);
     let enroll_digest = sha(&[
         labels::ENROLLMENT,
         server_pk.as_bytes(),
@@ -62,7 +66,14 @@ fn generate() -> Value {
         device_id.as_bytes(),
         device_pk.as_bytes(),
     ]);
-    assert!(SignatureVerifier::<RustCrypto>::new().verify(&device_pk, &enroll_digest, &enroll.signature).is_ok());
+    assert!(SignatureVerifier::<P>::new().verify(&device_pk, &enroll_digest, &enroll.signature).is_ok());
+    // The provider under test signs as well (aws-lc-rs draws random nonces,
+    // so its bytes are not pinned): the other provider accepts the result.
+    let mut own = SoftwareSigner::<P>::from_bytes(&Secret::new(scalar(0x44))).unwrap();
+    assert_eq!(own.public_key().unwrap(), device_pk);
+    let own_enroll =
+        Prover::<_, P>::with_provider(&mut own).answer_enrollment(&server_pk, &challenge, device_id).unwrap();
+    assert!(SignatureVerifier::<RustCrypto>::new().verify(&device_pk, &enroll_digest, &own_enroll.signature).is_ok());
 
     // Token (§13).
     let issuer_key = RustCrypto::signing_key_from_bytes(&Secret::new(scalar(0x66))).unwrap();
@@ -90,13 +101,13 @@ fn generate() -> Value {
     let request_bytes = b"POST /unlock";
     let proof_jti = [0x5au8; 16];
     let proof_iat = NOW + 1_000;
-    let proof = Prover::new(&mut device)
+    let proof = Prover::<_, P>::with_provider(&mut device)
         .prove(&mut FixedRng::new(&proof_jti), &ManualClock::new(proof_iat), &token, request_bytes)
         .unwrap();
     assert_eq!(proof.jti, proof_jti);
     let p_digest =
         sha(&[labels::TOKEN_PROOF, &sha(&[&token]), &sha(&[request_bytes]), &proof_iat.to_be_bytes(), &proof_jti]);
-    assert!(SignatureVerifier::<RustCrypto>::new().verify(&device_pk, &p_digest, &proof.signature).is_ok());
+    assert!(SignatureVerifier::<P>::new().verify(&device_pk, &p_digest, &proof.signature).is_ok());
 
     // One-shot request (§11.3): a fixed ephemeral key through the normal API.
     let eph = scalar(0x77);
@@ -105,12 +116,12 @@ fn generate() -> Value {
     let mut req = vec![0u8; REQUEST_OVERHEAD + msg.len()];
     req[PAYLOAD_OFFSET..PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
     let clock = ManualClock::new(NOW + 2_000);
-    let rn = RequestSender::new(server_pk)
+    let rn = RequestSender::<Aes256Gcm, P>::with_suite(server_pk)
         .seal(&mut FixedRng::new(&eph), &clock, None, app_info, app_aad, &mut req, msg.len())
         .unwrap();
     assert_eq!(rn, req.len());
     // It opens once, through the API.
-    let mut rx = RequestReceiver::<Aes256Gcm, RustCrypto, 8>::new(&Secret::new([1; 32]), Freshness::DEFAULT);
+    let mut rx = RequestReceiver::<Aes256Gcm, P, 8>::new(&Secret::new([1; 32]), Freshness::DEFAULT);
     let mut copy = req.clone();
     assert_eq!(rx.open(&server, None, &clock, app_info, app_aad, &mut copy).unwrap().payload, msg);
     let mut again = req.clone();
@@ -182,9 +193,8 @@ fn generate() -> Value {
     })
 }
 
-#[test]
-fn digest_and_request_vectors_are_pinned() {
-    let generated = generate();
+fn digest_and_request_vectors_are_pinned<P: CryptoProvider>() {
+    let generated = generate::<P>();
     let pinned = pinned_json(PATH, &generated);
     assert_eq!(pinned, generated, "pinned digest vectors differ: the protocol changed");
 }
@@ -197,3 +207,5 @@ fn pinned_token_proof_round_trips() {
     assert_eq!(p.iat.to_string(), v["token_proof"]["iat"].as_str().unwrap());
     assert_eq!(p.to_bytes().to_vec(), proof);
 }
+
+common::for_each_provider!(digest_and_request_vectors_are_pinned);

@@ -9,6 +9,10 @@
 //! Needs the traffic-secret export: run with
 //! `RUSTFLAGS="--cfg oncewire_test_vectors"` (as `.ci/run` does). The fixed
 //! ephemeral keys go through the normal API, drawn from a scripted RNG.
+//!
+//! Runs once per provider. The device signs message 3 with RustCrypto in
+//! every run (RFC 6979 makes it exact; aws-lc-rs draws random nonces);
+//! the server, the client and the key schedule use the provider under test.
 #![cfg(oncewire_test_vectors)]
 #![allow(
     missing_docs,
@@ -40,9 +44,9 @@ fn scalar(fill: u8) -> [u8; 32] {
     s
 }
 
-fn expand(secret: &Secret<32>, label: &[u8], len: usize) -> Vec<u8> {
+fn expand<P: CryptoProvider>(secret: &Secret<32>, label: &[u8], len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
-    RustCrypto::hkdf_expand(secret, &[label], &mut out).unwrap();
+    P::hkdf_expand(secret, &[label], &mut out).unwrap();
     out
 }
 
@@ -50,7 +54,7 @@ fn ts_of(frame: &[u8]) -> u64 {
     oncewire::wire::Frame::new_checked(frame).unwrap().header().timestamp_ms
 }
 
-fn generate() -> Value {
+fn generate<P: CryptoProvider>() -> Value {
     let server_static = scalar(0x11);
     let client_eph = scalar(0x22);
     let server_eph = scalar(0x33);
@@ -60,13 +64,13 @@ fn generate() -> Value {
     let (t1, t2, t3) = (1_767_225_600_000u64, 1_767_225_600_250u64, 1_767_225_600_400u64);
     let limits = Limits::DEFAULT.with_lifetime(600_000);
 
-    let server = ServerKey::<RustCrypto>::from_bytes(&Secret::new(server_static)).unwrap();
+    let server = ServerKey::<P>::from_bytes(&Secret::new(server_static)).unwrap();
     let mut signer = SoftwareSigner::<RustCrypto>::from_bytes(&Secret::new(device_secret)).unwrap();
     let device = DeviceId::new(device_id).unwrap();
     let device_pub = oncewire::device::DeviceSigner::public_key(&signer).unwrap();
 
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (client, n1) = ClientHandshake::<RustCrypto>::start(
+    let (client, n1) = ClientHandshake::<P>::start(
         *server.public_key(),
         &mut ScriptRng::new(&[&handshake_id, &client_eph]),
         &ManualClock::new(t1),
@@ -124,18 +128,19 @@ fn generate() -> Value {
         "session_id": hex::encode(c.session_id()),
         "c2s_traffic_secret": hex::encode(c2s.expose()),
         "s2c_traffic_secret": hex::encode(s2c.expose()),
-        "c2s_key": hex::encode(expand(&c2s, LABEL_KEY, 32)),
-        "c2s_iv": hex::encode(expand(&c2s, LABEL_IV, 12)),
-        "s2c_key": hex::encode(expand(&s2c, LABEL_KEY, 32)),
-        "s2c_iv": hex::encode(expand(&s2c, LABEL_IV, 12)),
+        "c2s_key": hex::encode(expand::<P>(&c2s, LABEL_KEY, 32)),
+        "c2s_iv": hex::encode(expand::<P>(&c2s, LABEL_IV, 12)),
+        "s2c_key": hex::encode(expand::<P>(&s2c, LABEL_KEY, 32)),
+        "s2c_iv": hex::encode(expand::<P>(&s2c, LABEL_IV, 12)),
         "first_request": {"generation": "0", "seq": "1", "timestamp_ms": ts_of(&rec).to_string(), "payload": hex::encode(request), "frame": hex::encode(&rec)},
         "first_response": {"request_generation": "0", "request_seq": "1", "request_id": hex::encode(id.to_bytes()), "seq": "0", "timestamp_ms": ts_of(&resp).to_string(), "payload": hex::encode(response), "frame": hex::encode(&resp)},
     })
 }
 
-#[test]
-fn handshake_vectors_are_pinned() {
-    let generated = generate();
+fn handshake_vectors_are_pinned<P: CryptoProvider>() {
+    let generated = generate::<P>();
     let pinned = pinned_json(PATH, &generated);
     assert_eq!(pinned, generated, "pinned handshake vectors differ: the protocol changed");
 }
+
+common::for_each_provider!(handshake_vectors_are_pinned);

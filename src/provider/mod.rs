@@ -5,7 +5,8 @@
 //! protocol types are generic over the provider (`Session<P>`, not
 //! `Box<dyn …>`), so a server can swap in a faster backend as a new file, not
 //! a redesign. The default, [`RustCrypto`], is `no_std` and is the one the
-//! firmware uses.
+//! firmware uses. Servers can use [`AwsLc`] (feature `aws-lc-rs`, with
+//! `std`): the same wire format on AWS-LC.
 //!
 //! A provider is a zero-sized type with associated functions: it holds no
 //! state, so protocol objects stay `Send` and cheap to move. Key objects are
@@ -18,6 +19,13 @@ use rand_core::TryCryptoRng;
 
 mod rustcrypto;
 pub use rustcrypto::RustCrypto;
+
+#[cfg(feature = "aws-lc-rs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-lc-rs")))]
+mod awslc;
+#[cfg(feature = "aws-lc-rs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-lc-rs")))]
+pub use awslc::AwsLc;
 
 use crate::wire::{NONCE_LEN, TAG_LEN};
 /// Length of an uncompressed SEC1 P-256 public key (`0x04 ‖ x ‖ y`).
@@ -201,8 +209,9 @@ pub trait CryptoProvider {
     /// The public key of an ECDSA private key.
     fn signing_key_public(key: &Self::SigningKey) -> PublicKey;
 
-    /// ECDSA P-256 over a 32-byte digest (deterministic, RFC 6979), low-S,
-    /// raw `r ‖ s`.
+    /// ECDSA P-256 over a 32-byte digest, low-S, raw `r ‖ s`. The nonce is
+    /// deterministic (RFC 6979) in [`RustCrypto`] and random in `AwsLc`; the
+    /// wire form is the same.
     ///
     /// # Errors
     /// [`Error::Signer`] if signing fails.

@@ -263,3 +263,35 @@ pub(crate) fn pinned_json(path: &str, generated: &Value) -> Value {
     }
     load_json(path)
 }
+
+// ---------------------------------------------------------------------------
+// Providers
+// ---------------------------------------------------------------------------
+
+/// Runs each named test, a function generic over `P: CryptoProvider`, once
+/// per provider built in: `rustcrypto::NAME` always, `aws_lc::NAME` with the
+/// `aws-lc-rs` feature.
+#[allow(unused_macros)]
+macro_rules! for_each_provider {
+    ($($name:ident),* $(,)?) => {
+        mod rustcrypto {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name::<oncewire::RustCrypto>();
+                }
+            )*
+        }
+        #[cfg(feature = "aws-lc-rs")]
+        mod aws_lc {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name::<oncewire::provider::AwsLc>();
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use for_each_provider;
