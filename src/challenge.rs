@@ -117,7 +117,7 @@ impl Challenge {
     }
 
     /// What marking it used records: the id and the expiry.
-    fn once(&self) -> Once {
+    pub(crate) fn once(&self) -> Once {
         Once { purpose: Purpose::Challenges, id: self.id(), timestamp_ms: self.expires_at_ms() }
     }
 

@@ -545,3 +545,48 @@ fn bound_request_a_failing_part_gives_no_onces() {
     let (_, onces) = bound.verify_unrecorded(checks, &clock, req, &w.device_key).unwrap();
     assert_eq!(onces.iter().count(), 2);
 }
+
+#[test]
+fn enrollment_unrecorded_names_its_challenge_once() {
+    use oncewire::device::{DeviceId, EnrollmentIssuer};
+    let clock = ManualClock::new(T0);
+    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let mut issuer: EnrollmentIssuer<RustCrypto, 16> = EnrollmentIssuer::generate(&mut OsRng, TTL).unwrap();
+    let challenge = issuer.issue(&mut OsRng, &clock).unwrap();
+    let device = DeviceId::new(b"lock-1").unwrap();
+    let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
+    let request = Prover::new(signer).answer_enrollment(server.public_key(), challenge.as_bytes(), device).unwrap();
+
+    // Unrecorded: the same answer verifies twice, naming the same Once.
+    let (d1, once) = issuer.verify_unrecorded(server.public_key(), &challenge, &request, &clock).unwrap();
+    let (d2, again) = issuer.verify_unrecorded(server.public_key(), &challenge, &request, &clock).unwrap();
+    assert_eq!((d1, once), (d2, again));
+    assert_eq!(once.purpose, Purpose::Challenges);
+    assert_eq!(once.timestamp_ms, challenge.expires_at_ms());
+
+    // A shared set accepts it once.
+    let mut used =
+        ReplayCache::<RustCrypto, 16>::generate(Purpose::Challenges, &mut OsRng, <StatelessChallenges>::freshness(TTL))
+            .unwrap();
+    used.accept(&once, T0).unwrap();
+    assert_eq!(used.accept(&once, T0), Err(Error::Replay));
+
+    // It is what the recording twin records: after it, the twin says Replay.
+    issuer.verify(server.public_key(), &challenge, &request, &clock).unwrap();
+    assert_eq!(issuer.verify(server.public_key(), &challenge, &request, &clock), Err(Error::Replay));
+
+    // Forged (another key claims the answer): Authentication, no Once;
+    // past the expiry: Expired(Enrollment).
+    let fresh: EnrollmentIssuer<RustCrypto, 16> = EnrollmentIssuer::generate(&mut OsRng, TTL).unwrap();
+    let c2 = fresh.issue(&mut OsRng, &clock).unwrap();
+    let s2: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
+    let r2 = Prover::new(s2).answer_enrollment(server.public_key(), c2.as_bytes(), device).unwrap();
+    let mut bad = r2;
+    bad.public_key = request.public_key;
+    assert_eq!(fresh.verify_unrecorded(server.public_key(), &c2, &bad, &clock).map(|_| ()), Err(Error::Authentication));
+    clock.advance(TTL + 1);
+    assert_eq!(
+        fresh.verify_unrecorded(server.public_key(), &c2, &r2, &clock).map(|_| ()),
+        Err(Error::Expired(Expiry::Enrollment))
+    );
+}

@@ -2,6 +2,7 @@
 //! signing a server challenge that names the server.
 
 use super::{DeviceId, verify_signature};
+use crate::cache::Once;
 use crate::challenge::{Challenge, StatelessChallenges};
 use crate::clock::Clock;
 use crate::error::{Error, Expiry, Result};
@@ -272,22 +273,52 @@ impl<P: CryptoProvider, const N: usize> EnrollmentIssuer<P, N> {
         clock: &impl Clock,
     ) -> Result<EnrolledDevice> {
         let now = clock.now_ms();
-        let r = self.challenges.check(challenge, now).and_then(|()| {
-            let digest = crate::keyschedule::enrollment_digest::<P>(
-                server,
-                challenge.as_bytes(),
-                request.device.as_bytes(),
-                &request.public_key,
-            );
-            verify_signature::<P>(&request.public_key, &digest, &request.signature)
-        });
-        match r {
-            Ok(()) => {
+        match self.verify_at(server, challenge, request, now) {
+            Ok((device, _)) => {
                 self.challenges.commit(challenge, now);
-                Ok(EnrolledDevice { device: request.device, public_key: request.public_key })
+                Ok(device)
             }
-            Err(Error::Expired(_)) => Err(self.challenges.reject(Error::Expired(Expiry::Enrollment))),
             Err(e) => Err(self.challenges.reject(e)),
         }
+    }
+
+    /// Every check of [`Self::verify`], in its order, without recording:
+    /// returns the enrolled device and the [`Once`] that marks its
+    /// challenge used (`Purpose::Challenges`, `SPEC.md` §15.1), for the
+    /// store that decides acceptance (a fleet shares it). Do not admit the
+    /// device unless the store accepted the `Once`; map a store's
+    /// `Expired(Challenge)` to `Expired(Enrollment)`. Counts nothing.
+    ///
+    /// # Errors
+    /// Those of [`Self::verify`].
+    pub fn verify_unrecorded(
+        &self,
+        server: &PublicKey,
+        challenge: &Challenge,
+        request: &EnrollmentRequest,
+        clock: &impl Clock,
+    ) -> Result<(EnrolledDevice, Once)> {
+        self.verify_at(server, challenge, request, clock.now_ms())
+    }
+
+    fn verify_at(
+        &self,
+        server: &PublicKey,
+        challenge: &Challenge,
+        request: &EnrollmentRequest,
+        now: u64,
+    ) -> Result<(EnrolledDevice, Once)> {
+        self.challenges.check(challenge, now).map_err(|e| match e {
+            Error::Expired(_) => Error::Expired(Expiry::Enrollment),
+            e => e,
+        })?;
+        let digest = crate::keyschedule::enrollment_digest::<P>(
+            server,
+            challenge.as_bytes(),
+            request.device.as_bytes(),
+            &request.public_key,
+        );
+        verify_signature::<P>(&request.public_key, &digest, &request.signature)?;
+        Ok((EnrolledDevice { device: request.device, public_key: request.public_key }, challenge.once()))
     }
 }

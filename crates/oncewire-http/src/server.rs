@@ -67,7 +67,7 @@ use oncewire::rng::{OsRng, TryRng};
 use oncewire::token::{Claims, MAX_TOKEN_LEN, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
 use oncewire::{Clock, DeviceId, Error, Limits, PublicKey, Received, ServerKey, Session};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// The `info` of every one-shot request (`SPEC.md` §16.5); its AAD is the
@@ -156,7 +156,9 @@ struct Inner<R, S, P, O> {
     key: ServerKey,
     clock: SharedClock,
     config: Config,
-    enrollments: Box<Mutex<EnrollmentIssuer>>,
+    /// Enrollment challenges: issued and checked with no lock; their used
+    /// set is the once store's (a fleet shares it).
+    enrollments: Box<EnrollmentIssuer>,
     challenges: Box<StatelessChallenges>,
     request_key: KeyPair,
     /// Opens one-shot requests; never records (the once store does), so it
@@ -336,7 +338,7 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Builder<
                 key: self.key,
                 clock: self.clock,
                 config: c,
-                enrollments: boxed(|| EnrollmentIssuer::generate(&mut OsRng, c.challenge_ttl_ms).map(Mutex::new))?,
+                enrollments: boxed(|| EnrollmentIssuer::generate(&mut OsRng, c.challenge_ttl_ms))?,
                 challenges: boxed(|| StatelessChallenges::generate(&mut OsRng, c.challenge_ttl_ms))?,
                 request_key: KeyPair::generate(&mut OsRng)?,
                 requests: boxed(|| RequestReceiver::generate(&mut OsRng, c.freshness))?,
@@ -671,8 +673,7 @@ pub type RequireLayer<R, S, P, O> = axum::middleware::FromFnLayer<
 async fn enroll_challenge<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore>(
     State(b): State<Backend<R, S, P, O>>,
 ) -> Response {
-    let issued =
-        b.inner.enrollments.lock().map_err(|_| Error::Storage).and_then(|e| e.issue(&mut OsRng, &b.inner.clock));
+    let issued = b.inner.enrollments.issue(&mut OsRng, &b.inner.clock);
     match issued {
         Ok(c) => oncewire_body(StatusCode::OK, c.as_bytes().to_vec(), None),
         Err(e) => b.refused(Route::Enroll, e, None, None),
@@ -692,13 +693,22 @@ async fn enroll<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStor
         let (challenge, request) = body.split_at_checked(CHALLENGE_LEN).ok_or(Error::Truncated)?;
         let challenge = Challenge::from_bytes(challenge)?;
         let request = EnrollmentRequest::from_bytes(request)?;
-        s.enrollments.lock().map_err(|_| Error::Storage)?.verify(s.key.public_key(), &challenge, &request, &s.clock)
+        s.enrollments.verify_unrecorded(s.key.public_key(), &challenge, &request, &s.clock)
     })();
-    // The registry applies the policy atomically with its own lookup.
-    let r = match verified {
-        Ok(d) => s.registry.enroll(d, s.config.re_enrollment).await.map(|a| (d, a)),
-        Err(e) => Err(e),
+    let (d, once) = match verified {
+        Ok(v) => v,
+        Err(e) => return b.refused(Route::Enroll, e, None, None),
     };
+    // The challenge is used once (in the shared set), then the registry
+    // applies the policy atomically with its own lookup.
+    if let Err(r) = s.once.accept(&[once], s.clock.now_ms()).await {
+        let error = match r.error {
+            Error::Expired(_) => Error::Expired(oncewire::Expiry::Enrollment),
+            e => e,
+        };
+        return b.refused(Route::Enroll, error, r.set, None);
+    }
+    let r = s.registry.enroll(d, s.config.re_enrollment).await.map(|a| (d, a));
     match r {
         Ok((d, admission)) => {
             s.metrics.accepted(Route::Enroll);

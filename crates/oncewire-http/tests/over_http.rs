@@ -71,3 +71,34 @@ async fn every_kind_of_request_end_to_end() {
     assert!(m.contains("oncewire_accepted_total{route=\"bound\"} 1"), "{m}");
     assert!(m.contains("oncewire_sessions 1"), "{m}");
 }
+
+/// An enrollment challenge is used once, through the once store: a second
+/// enrollment answering the same challenge is refused, and counted.
+#[tokio::test]
+async fn an_enrollment_challenge_is_used_once() {
+    use oncewire::device::MAX_ENROLLMENT_REQUEST_LEN;
+    use oncewire::prover::Prover;
+    use oncewire_http::metrics::Reason;
+    let (backend, base) = serve().await;
+    let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
+    let c = Client::new(&base, backend.public_key(), DeviceId::new(b"phone-9").unwrap(), signer);
+    let challenge = c.send_raw("/oncewire/v1/enroll/challenge", None, Vec::new()).await.unwrap().body;
+    let answer = |name: &'static [u8]| {
+        let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
+        let req = Prover::new(signer)
+            .answer_enrollment(&backend.public_key(), &challenge, DeviceId::new(name).unwrap())
+            .unwrap();
+        let mut buf = [0u8; MAX_ENROLLMENT_REQUEST_LEN];
+        let n = req.to_bytes(&mut buf).unwrap();
+        [challenge.as_slice(), &buf[..n]].concat()
+    };
+    c.send_raw("/oncewire/v1/enroll", None, answer(b"lock-a")).await.unwrap();
+    match c.send_raw("/oncewire/v1/enroll", None, answer(b"lock-b")).await {
+        Err(oncewire_http::client::ClientError::Refused { status: 400, next_action }) => {
+            assert_eq!(next_action, "drop")
+        }
+        other => panic!("a reused enrollment challenge: {other:?}"),
+    }
+    assert_eq!(backend.registry().len(), 1);
+    assert_eq!(backend.metrics().rejected_count(Route::Enroll, Reason::ChallengeReused), 1);
+}
