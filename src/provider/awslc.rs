@@ -257,7 +257,7 @@ impl CryptoProvider for AwsLc {
         let sig = key.key.sign_digest(&sha256_digest(digest).map_err(|_| Error::Signer)?).map_err(|_| Error::Signer)?;
         let raw: [u8; P256_SIGNATURE_LEN] = sig.as_ref().try_into().map_err(|_| Error::Signer)?;
         // AWS-LC does not normalise S; the wire form is low-S (SPEC.md §8.2).
-        crate::device::normalize_s(raw).map_err(|_| Error::Signer)
+        super::normalize_s(raw).map_err(|_| Error::Signer)
     }
 
     fn ecdsa_verify_prehash(public: &PublicKey, digest: &[u8; 32], sig: &[u8; P256_SIGNATURE_LEN]) -> Result<()> {

@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 use crate::secret::Secret;
 use rand_core::TryCryptoRng;
 
+pub(crate) mod low_s;
+pub(crate) use low_s::normalize_s;
 mod rustcrypto;
 pub use rustcrypto::RustCrypto;
 
