@@ -479,7 +479,12 @@ macro_rules! from_extension {
     };
 }
 
-from_extension!(VerifiedDevice);
+impl<St: Send + Sync> FromRequestParts<St> for VerifiedDevice {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<SealedCall>().map(|c| Self(c.device)).ok_or_else(|| refuse(Error::Misuse))
+    }
+}
 from_extension!(CheckedToken);
 from_extension!(ChallengeBound);
 from_extension!(OneShot);
@@ -777,9 +782,6 @@ async fn finish_steps<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
 ) -> Result<DeviceId, Error> {
     let s = &b.inner;
     let id = id.ok_or(Error::UnknownSession)?;
-    if msg3.len() > MAX_HANDSHAKE_LEN {
-        return Err(Error::PayloadTooLarge);
-    }
     // Taken out of the store before any cryptography runs: message 3 is tried once.
     let pending = s.pending.take(&id).await?.ok_or(Error::UnknownSession)?;
     let step = pending.read_finish::<32>(&s.clock, &mut msg3)?;
@@ -932,7 +934,6 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
     };
     s.metrics.accepted(Route::Call);
     parts.extensions.insert(SealedCall { session: id, device });
-    parts.extensions.insert(VerifiedDevice(device));
     parts.extensions.insert(OpenedMark);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
