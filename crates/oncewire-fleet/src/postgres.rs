@@ -1,0 +1,1 @@
+//! The device registry on PostgreSQL.

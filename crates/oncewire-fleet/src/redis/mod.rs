@@ -1,0 +1,3 @@
+//! Fleet state on Redis.
+
+pub mod sessions;

@@ -1,0 +1,1 @@
+//! Sessions on Redis, sealed under the fleet key (owned by the lead; placeholder).
