@@ -42,6 +42,6 @@ pub use handshake::{ClientHandshake, ServerKey};
 pub use provider::{CryptoProvider, PublicKey, RustCrypto};
 pub use record::{CounterReceiver, CounterSender, OneShotReceiver, OneShotSender, Opened};
 pub use secret::Secret;
-pub use session::{Limits, Received, RequestId, Session};
+pub use session::{Limits, Received, RequestId, SESSION_STATE_LEN, SeqUse, Session};
 #[cfg(feature = "std")]
 pub use table::SessionTable;

@@ -314,6 +314,30 @@ impl<P: CryptoProvider> CounterSender<P> {
         Ok(n)
     }
 
+    /// Moves the next sequence number forward to `seq` (a range reserved
+    /// in a store shared by several senders of one key: `SPEC.md` §17.3).
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if `seq` is below the next sequence number: a
+    /// sender never goes back (that would reuse a nonce).
+    pub(crate) fn resume_at(&mut self, seq: u64) -> Result<()> {
+        if seq < self.next_seq {
+            return Err(Error::Misuse);
+        }
+        self.next_seq = seq;
+        Ok(())
+    }
+
+    /// The last usable sequence number (exclusive).
+    pub(crate) const fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The cap on AES blocks sealed under this key.
+    pub(crate) const fn block_limit(&self) -> u64 {
+        self.block_limit
+    }
+
     /// Copies `payload` into `out` and seals it there. Returns the frame length.
     ///
     /// # Errors
@@ -479,6 +503,41 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
                 self.window.commit(seq);
                 self.health.audit.accept();
                 Ok(opened)
+            }
+            Err(e) => Err(self.health.reject(e)),
+        }
+    }
+
+    /// Authenticates a frame like [`Self::open_typed`] but records nothing
+    /// in the window: the caller records `seq` with [`Self::commit_seq`]
+    /// once a shared store accepted it (`SPEC.md` §17.2). A failed open
+    /// counts as one, as in [`Self::open_typed`].
+    pub(crate) fn open_typed_unrecorded<'a>(
+        &mut self,
+        expected: FrameType,
+        aad_ext: &[u8],
+        now: u64,
+        frame: &'a mut [u8],
+    ) -> Result<(Opened<'a>, u64)> {
+        let r = self.precheck(expected, frame, now).and_then(|(h, seq)| {
+            let opened = open_frame(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), aad_ext, frame)?;
+            Ok((opened, seq))
+        });
+        r.map_err(|e| self.health.reject(e))
+    }
+
+    /// Records `seq`, authenticated by [`Self::open_typed_unrecorded`], in
+    /// the window.
+    ///
+    /// # Errors
+    /// [`Error::Replay`] or [`Error::Stale`] if the window refuses it now
+    /// (it was recorded meanwhile); nothing changes then.
+    pub(crate) fn commit_seq(&mut self, seq: u64) -> Result<()> {
+        match self.window.check(seq) {
+            Ok(()) => {
+                self.window.commit(seq);
+                self.health.audit.accept();
+                Ok(())
             }
             Err(e) => Err(self.health.reject(e)),
         }

@@ -17,7 +17,7 @@
 
 use crate::audit::Audit;
 use crate::clock::Clock;
-use crate::device::{DeviceId, DeviceVerified};
+use crate::device::{DeviceId, DeviceVerified, MAX_DEVICE_ID_LEN};
 use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{SessionKeys, next_secret, traffic_keys};
 use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
@@ -156,6 +156,25 @@ pub enum Received<'a> {
         generation: u32,
     },
 }
+
+/// A frame [`Session::open_unrecorded`] authenticated but did not record:
+/// record it with [`Session::commit`] once a shared store accepted it
+/// (`SPEC.md` §17.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqUse {
+    /// The receiving key generation the frame opened under.
+    pub generation: u32,
+    /// Its sequence number.
+    pub seq: u64,
+    /// True for a key update: committing it moves the receiving key to
+    /// `generation + 1`.
+    pub key_update: bool,
+}
+
+/// Length of a server session's exported state ([`Session::export`]).
+pub const SESSION_STATE_LEN: usize = 1 + KEY_ID_LEN + 1 + MAX_DEVICE_ID_LEN + 32 + 32 + 4 + 4 + 8 + 32;
+
+const STATE_VERSION: u8 = 1;
 
 /// An established session. See the [module docs](self).
 pub struct Session<P: CryptoProvider = RustCrypto, const W: usize = 32> {
@@ -457,26 +476,201 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// [`Error::IntegrityLimit`] at the integrity limit (re-handshake). On error nothing changes
     /// but the audit counters and the failed-decryption count.
     pub fn open_in_place<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<Received<'a>> {
+        let (received, used) = self.open_unrecorded(clock, frame)?;
+        self.commit(used)?;
+        Ok(received)
+    }
+
+    /// Authenticates a record or key update like [`Self::open_in_place`],
+    /// but records nothing: the frame is accepted only once
+    /// [`Self::commit`] records the returned [`SeqUse`]. For a server
+    /// whose replay state lives in a store shared with other servers
+    /// (`SPEC.md` §17.2): authenticate here, check and record in the
+    /// store, then commit locally. A key update is reported but not
+    /// applied until it is committed.
+    ///
+    /// # Errors
+    /// As [`Self::open_in_place`]. Only the local window is consulted: a
+    /// frame another server accepted passes here and is refused by the
+    /// store.
+    pub fn open_unrecorded<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<(Received<'a>, SeqUse)> {
         let now = self.now(clock);
         self.live(now)?;
         let ty = Frame::new_checked(&*frame).map(|f| f.header().frame_type);
         let generation = self.rx_generation;
-        let as_request = |o: Opened<'a>| {
-            let seq = match o.header.nonce {
-                crate::wire::NonceField::Counter(q) => q,
-                _ => 0,
-            };
-            Received::Record(o, RequestId { generation, seq })
-        };
         match ty {
             Ok(FrameType::KeyUpdate) => {
-                self.rx.open_typed(FrameType::KeyUpdate, &[], now, frame)?;
-                self.ratchet_rx()?;
-                Ok(Received::KeyUpdated { generation: self.rx_generation })
+                let (_, seq) = self.rx.open_typed_unrecorded(FrameType::KeyUpdate, &[], now, frame)?;
+                let next = generation.checked_add(1).ok_or(Error::KeyExhausted)?;
+                Ok((Received::KeyUpdated { generation: next }, SeqUse { generation, seq, key_update: true }))
             }
-            // Records; parse errors and other types go through the receiver so they are counted.
-            _ => self.rx.open_typed(FrameType::Record, &[], now, frame).map(as_request),
+            _ => {
+                let (opened, seq) = self.rx.open_typed_unrecorded(FrameType::Record, &[], now, frame)?;
+                Ok((
+                    Received::Record(opened, RequestId { generation, seq }),
+                    SeqUse { generation, seq, key_update: false },
+                ))
+            }
         }
+    }
+
+    /// Records a frame [`Self::open_unrecorded`] authenticated, and applies
+    /// it if it is a key update.
+    ///
+    /// # Errors
+    /// [`Error::Stale`] if the receiving key moved on since it opened;
+    /// [`Error::Replay`] or [`Error::Stale`] if the local window refuses it.
+    /// Nothing changes on error.
+    pub fn commit(&mut self, used: SeqUse) -> Result<()> {
+        if used.generation != self.rx_generation {
+            return Err(Error::Stale);
+        }
+        if used.key_update {
+            // Derive first, so a failure leaves the session as it was.
+            let next = next_secret::<P>(&self.rx_secret)?;
+            self.rx.commit_seq(used.seq)?;
+            return self.ratchet_rx_to(next);
+        }
+        self.rx.commit_seq(used.seq)
+    }
+
+    /// Server side: writes what another server needs to continue this
+    /// session into `out` (`SPEC.md` §17.1): the session id, the device,
+    /// both traffic secrets and generations, the expiry and the handshake
+    /// hash. Not the replay window and not the send counter: those live in
+    /// the shared store. With `after`, the state as it will be once `after`
+    /// (a key update) is committed.
+    ///
+    /// `out` then holds secrets: seal it (the fleet key) and zeroize it.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] on a client session.
+    pub fn export(&self, after: Option<SeqUse>, out: &mut [u8; SESSION_STATE_LEN]) -> Result<()> {
+        let Peer::Device(device) = &self.peer else {
+            return Err(Error::Misuse);
+        };
+        let (rx_secret, rx_generation);
+        let next;
+        match after {
+            Some(u) if u.key_update && u.generation == self.rx_generation => {
+                next = next_secret::<P>(&self.rx_secret)?;
+                rx_secret = next.expose();
+                rx_generation = self.rx_generation.checked_add(1).ok_or(Error::KeyExhausted)?;
+            }
+            Some(_) => return Err(Error::Misuse),
+            None => {
+                rx_secret = self.rx_secret.expose();
+                rx_generation = self.rx_generation;
+            }
+        }
+        let id = device.as_bytes();
+        let mut device_bytes = [0u8; MAX_DEVICE_ID_LEN];
+        device_bytes.get_mut(..id.len()).ok_or(Error::Misuse)?.copy_from_slice(id);
+        let mut w = crate::wire::Writer::new(out);
+        w.put(&[STATE_VERSION])?;
+        w.put(&self.session_id)?;
+        w.put(&[u8::try_from(id.len()).map_err(|_| Error::Misuse)?])?;
+        w.put(&device_bytes)?;
+        w.put(self.tx_secret.expose())?;
+        w.put(rx_secret)?;
+        w.put(&self.tx_generation.to_be_bytes())?;
+        w.put(&rx_generation.to_be_bytes())?;
+        w.put(&self.expires_at_ms.to_be_bytes())?;
+        w.put(&self.handshake_hash)?;
+        w.done()
+    }
+
+    /// Server side: a session another server exported with
+    /// [`Self::export`], under this server's `limits`. Its window is empty
+    /// (the shared store holds the replay state) and it seals nothing until
+    /// [`Self::grant_sends`] hands it sequence numbers reserved in the
+    /// shared store.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] (unknown version, bad device id, padding not
+    /// zero), [`Error::InvalidKey`].
+    pub fn import(state: &[u8; SESSION_STATE_LEN], limits: Limits) -> Result<Self> {
+        let mut r = crate::wire::Reader::new(state);
+        if r.take::<1>()? != [STATE_VERSION] {
+            return Err(Error::Decode);
+        }
+        let session_id = r.take::<KEY_ID_LEN>()?;
+        let [device_len] = r.take::<1>()?;
+        let device_bytes = r.take::<MAX_DEVICE_ID_LEN>()?;
+        let tx_secret = Secret::new(r.take::<32>()?);
+        let rx_secret = Secret::new(r.take::<32>()?);
+        let tx_generation = u32::from_be_bytes(r.take::<4>()?);
+        let rx_generation = u32::from_be_bytes(r.take::<4>()?);
+        let expires_at_ms = u64::from_be_bytes(r.take::<8>()?);
+        let handshake_hash = r.take::<32>()?;
+        let len = usize::from(device_len);
+        let (id, padding) = device_bytes.split_at_checked(len).ok_or(Error::Decode)?;
+        if padding.iter().any(|&b| b != 0) {
+            return Err(Error::Decode);
+        }
+        let device = DeviceId::new(id).map_err(|_| Error::Decode)?;
+        let (rk, riv) = traffic_keys::<P>(&rx_secret)?;
+        let rx = CounterReceiver::new(&rk, riv, session_id)?;
+        let mut s = Self::assemble(
+            Role::Server,
+            session_id,
+            Peer::Device(device),
+            tx_secret,
+            rx_secret,
+            rx,
+            limits,
+            0,
+            handshake_hash,
+        )?;
+        s.tx_generation = tx_generation;
+        s.rx_generation = rx_generation;
+        s.expires_at_ms = expires_at_ms;
+        s.hold_sends();
+        Ok(s)
+    }
+
+    /// Server side: seal nothing more until [`Self::grant_sends`] hands out
+    /// sequence numbers reserved in a shared store (`SPEC.md` §17.3). A
+    /// session a server just established calls this before it is shared,
+    /// so that it too seals only under reserved numbers.
+    pub fn hold_sends(&mut self) {
+        let next = self.tx.next_seq();
+        self.tx.set_limit(next);
+        self.tx.set_block_limit(self.tx.blocks());
+    }
+
+    /// Server side: hands the session the sequence numbers
+    /// `first..first + count`, reserved for this server alone in a shared
+    /// store, with `count × (max_blocks / max_records)` AES blocks (so the
+    /// blocks of every grant together stay within the key's block limit;
+    /// `SPEC.md` §17.3). What is left of an earlier grant is given up.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if `first` is below a number this session already
+    /// sealed under; [`Error::KeyExhausted`] if the range passes the key's
+    /// record limit.
+    pub fn grant_sends(&mut self, first: u64, count: u64) -> Result<()> {
+        let end = first.checked_add(count).ok_or(Error::KeyExhausted)?;
+        if end > self.limits.max_records_per_key.saturating_sub(1) {
+            return Err(Error::KeyExhausted);
+        }
+        self.tx.resume_at(first)?;
+        self.tx.set_limit(end);
+        let ratio = self.limits.max_blocks_per_key.checked_div(self.limits.max_records_per_key).unwrap_or(0);
+        self.tx.set_block_limit(self.tx.blocks().saturating_add(count.saturating_mul(ratio)));
+        Ok(())
+    }
+
+    /// Server side: how many sequence numbers to reserve so that a
+    /// response of `payload_len` bytes fits the current grant, or 0 if it
+    /// already does.
+    pub fn sends_needed(&self, payload_len: usize) -> u64 {
+        let blocks = gcm_blocks(payload_len);
+        if self.tx.next_seq() < self.tx.limit() && self.tx.blocks().saturating_add(blocks) <= self.tx.block_limit() {
+            return 0;
+        }
+        let ratio = self.limits.max_blocks_per_key.checked_div(self.limits.max_records_per_key).unwrap_or(0).max(1);
+        blocks.div_ceil(ratio).max(1)
     }
 
     /// Opens the response to `request` (from [`Self::seal_request`]).
@@ -520,9 +714,8 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         Ok(n)
     }
 
-    fn ratchet_rx(&mut self) -> Result<()> {
+    fn ratchet_rx_to(&mut self, next: Secret<32>) -> Result<()> {
         let generation = self.rx_generation.checked_add(1).ok_or(Error::KeyExhausted)?;
-        let next = next_secret::<P>(&self.rx_secret)?;
         let (k, iv) = traffic_keys::<P>(&next)?;
         let mut rx = CounterReceiver::new(&k, iv, self.session_id)?;
         rx.set_max_failed(self.limits.max_failed_per_key);

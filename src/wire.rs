@@ -394,6 +394,47 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 }
 
+/// Writes fixed fields into a fixed-size state buffer (exported sessions
+/// and handshakes), and checks it was filled exactly.
+pub(crate) struct Writer<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(out: &'a mut [u8]) -> Self {
+        Self { out, at: 0 }
+    }
+
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        let end = self.at.checked_add(bytes.len()).ok_or(Error::Encode)?;
+        self.out.get_mut(self.at..end).ok_or(Error::Encode)?.copy_from_slice(bytes);
+        self.at = end;
+        Ok(())
+    }
+
+    pub(crate) fn done(self) -> Result<()> {
+        if self.at == self.out.len() { Ok(()) } else { Err(Error::Encode) }
+    }
+}
+
+/// Reads fixed fields from a fixed-size state buffer.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    pub(crate) fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let (head, rest) = self.bytes.split_at_checked(N).ok_or(Error::Decode)?;
+        self.bytes = rest;
+        head.try_into().map_err(|_| Error::Decode)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,7 @@ mod noise;
 mod server;
 
 pub use client::{ClientAwaitResponse, ClientHandshake};
-pub use server::{ServerAwaitDevice, ServerAwaitFinish, ServerKey};
+pub use server::{PENDING_STATE_LEN, ServerAwaitDevice, ServerAwaitFinish, ServerKey};
 
 #[cfg(doc)]
 use crate::{device::DeviceKeys, session::Session};

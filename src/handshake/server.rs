@@ -153,7 +153,51 @@ impl<P: CryptoProvider> ServerKey<P> {
     }
 }
 
+/// Length of a pending handshake's exported state ([`ServerAwaitFinish::export`]).
+pub const PENDING_STATE_LEN: usize = 1 + KEY_ID_LEN + 32 + 32 + 32 + 8;
+
+const PENDING_VERSION: u8 = 1;
+
 impl<P: CryptoProvider> ServerAwaitFinish<P> {
+    /// Writes the handshake's state into `out`, so that another server can
+    /// read message 3 (`SPEC.md` §17.1): the session id, both traffic
+    /// secrets, the handshake hash and when message 2 was sent.
+    ///
+    /// `out` then holds secrets: seal it (the fleet key) and zeroize it.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] never in practice (the length is fixed).
+    pub fn export(&self, out: &mut [u8; PENDING_STATE_LEN]) -> Result<()> {
+        let mut w = crate::wire::Writer::new(out);
+        w.put(&[PENDING_VERSION])?;
+        w.put(&self.keys.session_id)?;
+        w.put(self.keys.c2s.expose())?;
+        w.put(self.keys.s2c.expose())?;
+        w.put(&self.keys.handshake_hash)?;
+        w.put(&self.established_ms.to_be_bytes())?;
+        w.done()
+    }
+
+    /// A pending handshake another server exported with [`Self::export`],
+    /// under this server's `limits` (its handshake timeout and the
+    /// session's limits).
+    ///
+    /// # Errors
+    /// [`Error::Decode`] (unknown version).
+    pub fn import(state: &[u8; PENDING_STATE_LEN], limits: Limits) -> Result<Self> {
+        let mut r = crate::wire::Reader::new(state);
+        if r.take::<1>()? != [PENDING_VERSION] {
+            return Err(Error::Decode);
+        }
+        let session_id = r.take::<KEY_ID_LEN>()?;
+        let c2s = Secret::new(r.take::<32>()?);
+        let s2c = Secret::new(r.take::<32>()?);
+        let handshake_hash = r.take::<32>()?;
+        let established_ms = u64::from_be_bytes(r.take::<8>()?);
+        let keys = SessionKeys { session_id, c2s, s2c, handshake_hash };
+        Ok(Self { keys, limits, established_ms, _p: core::marker::PhantomData })
+    }
+
     /// The session id message 3 will carry: key the pending table by it.
     pub const fn session_id(&self) -> &[u8; KEY_ID_LEN] {
         &self.keys.session_id
