@@ -66,7 +66,7 @@ use oncewire::request::RequestReceiver;
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::token::{Claims, MAX_TOKEN_LEN, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
-use oncewire::{Clock, DeviceId, Error, Limits, PublicKey, Received, ServerKey, Session};
+use oncewire::{Clock, DeviceId, Error, Limits, PublicKey, Received, RequestId, SeqUse, ServerKey, Session};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -900,28 +900,45 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
         Ok(f) => f,
         Err(e) => return b.refused(Route::Call, e, None, Some(&id)),
     };
-    let handle = match s.sessions.get(&id).await {
+    let mut handle = match s.sessions.get(&id).await {
         Ok(Some(h)) => h,
         Ok(None) => return b.refused(Route::Call, Error::UnknownSession, None, Some(&id)),
         Err(e) => return b.refused(Route::Call, e, None, Some(&id)),
     };
-    // The session's own lock, for the open alone.
-    let opened = lock(&handle).and_then(|mut session| {
-        let device = session.device().copied().ok_or(Error::Misuse)?;
-        match session.open_in_place(&s.clock, &mut frame)? {
-            Received::Record(opened, rid) => {
-                Ok(Some((device, rid, (opened.payload.as_ptr().addr(), opened.payload.len()))))
+    // The session's own lock, for the open alone. Authenticated here,
+    // recorded by the store (shared by the fleet, or this process alone).
+    let mut opened = open_unrecorded(&handle, &s.clock, &mut frame);
+    if opened.as_ref().err() == Some(&Error::Authentication) {
+        // Another server may have moved the session on (a key update): a
+        // shared store hands a fresher copy, tried once. The failed open
+        // left the frame as it was.
+        match s.sessions.refresh(&id, &handle).await {
+            Ok(Some(fresh)) => {
+                handle = fresh;
+                opened = open_unrecorded(&handle, &s.clock, &mut frame);
             }
-            Received::KeyUpdated { .. } => Ok(None),
+            Ok(None) => {}
+            Err(e) => return b.refused(Route::Call, e, None, Some(&id)),
         }
-    });
+    }
+    let opened = match opened {
+        Ok((device, used, plain)) => match s.sessions.commit(&id, &handle, used).await {
+            Ok(()) => Ok((device, used, plain)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
     let (device, rid, plain) = match opened {
-        Ok(Some((device, rid, (addr, len)))) => match frame_payload_at(&frame, addr, len) {
+        Ok((device, used, Some((addr, len)))) => match frame_payload_at(&frame, addr, len) {
             // Opened in place, right after the header: handed on without a copy.
-            Some(range) => (device, rid, Bytes::from(std::mem::take(&mut *frame)).slice(range)),
+            Some(range) => (
+                device,
+                RequestId { generation: used.generation, seq: used.seq },
+                Bytes::from(std::mem::take(&mut *frame)).slice(range),
+            ),
             None => return b.refused(Route::Call, Error::Misuse, None, Some(&id)),
         },
-        Ok(None) => {
+        Ok((_, _, None)) => {
             s.metrics.accepted(Route::Call);
             return oncewire_body(StatusCode::NO_CONTENT, Vec::new(), None);
         }
@@ -952,6 +969,9 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
         Ok(r) => r,
         Err(e) => return b.refused(Route::Call, e, None, Some(&id)),
     };
+    if let Err(e) = s.sessions.reserve(&id, &handle, reply.len()).await {
+        return b.refused(Route::Call, e, None, Some(&id));
+    }
     let sealed = lock(&handle).and_then(|mut session| {
         let mut out = vec![0u8; buffer_len(reply.len())];
         let n = session.seal_response(&s.clock, rid, &reply, &mut out)?;
@@ -968,6 +988,21 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
             r
         }
         Err(e) => b.refused(Route::Call, e, None, Some(&id)),
+    }
+}
+
+/// What a sealed call's open hands on: the device, the frame to record,
+/// and where the plaintext lies in the frame (`None` for a key update).
+type OpenedCall = (DeviceId, SeqUse, Option<(usize, usize)>);
+
+fn open_unrecorded(handle: &SessionHandle, clock: &SharedClock, frame: &mut [u8]) -> Result<OpenedCall, Error> {
+    let mut session = lock(handle)?;
+    let device = session.device().copied().ok_or(Error::Misuse)?;
+    match session.open_unrecorded(clock, frame)? {
+        (Received::Record(opened, _), used) => {
+            Ok((device, used, Some((opened.payload.as_ptr().addr(), opened.payload.len()))))
+        }
+        (Received::KeyUpdated { .. }, used) => Ok((device, used, None)),
     }
 }
 

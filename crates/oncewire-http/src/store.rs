@@ -19,7 +19,7 @@ use oncewire::device::{Admission, EnrolledDevice, ReEnrollment};
 use oncewire::handshake::ServerAwaitFinish;
 use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
-use oncewire::{DeviceId, Error, PublicKey, Session};
+use oncewire::{DeviceId, Error, PublicKey, SeqUse, Session};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -70,6 +70,61 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Storage`].
     fn remove(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records a frame the session authenticated
+    /// ([`Session::open_unrecorded`]), once: a store shared by several
+    /// servers checks and records it there, atomically, then commits it in
+    /// `handle` (`SPEC.md` §17.2). The default commits in `handle` alone,
+    /// which is right for a store that lives in one process.
+    ///
+    /// # Errors
+    /// [`Error::Replay`], [`Error::Stale`] (accepted before, here or on
+    /// another server), [`Error::UnknownSession`] (the shared state is
+    /// gone: re-handshake), [`Error::Storage`]. Nothing is recorded on error.
+    fn commit(
+        &self,
+        id: &SessionId,
+        handle: &SessionHandle,
+        used: SeqUse,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = id;
+        let r = handle.lock().map_err(|_| Error::Storage).and_then(|mut s| s.commit(used));
+        core::future::ready(r)
+    }
+
+    /// Makes sure the session may seal a response of `payload_len` bytes:
+    /// a shared store reserves sequence numbers for this server alone
+    /// ([`Session::grant_sends`], `SPEC.md` §17.3). The default does
+    /// nothing: a session of one process counts its own.
+    ///
+    /// # Errors
+    /// [`Error::KeyExhausted`] (the key's record limit: re-handshake),
+    /// [`Error::Storage`].
+    fn reserve(
+        &self,
+        id: &SessionId,
+        handle: &SessionHandle,
+        payload_len: usize,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (id, handle, payload_len);
+        core::future::ready(Ok(()))
+    }
+
+    /// A frame failed to authenticate under `stale`: a store shared by
+    /// several servers returns a fresher copy if another server moved the
+    /// session on (a key update), so the frame is tried once more. The
+    /// default has none.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn refresh(
+        &self,
+        id: &SessionId,
+        stale: &SessionHandle,
+    ) -> impl Future<Output = Result<Option<SessionHandle>, Error>> + Send {
+        let _ = (id, stale);
+        core::future::ready(Ok(None))
+    }
 
     /// Drops sessions expired at `now_ms`; returns how many.
     fn sweep(&self, now_ms: u64) -> impl Future<Output = usize> + Send;

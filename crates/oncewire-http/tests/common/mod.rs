@@ -176,6 +176,18 @@ impl Maker {
         step.verify(&clock, &self.device_key).unwrap()
     }
 
+    /// Both ends of a session established at `T0`: (client, server).
+    pub(crate) fn pair(&self) -> (Session, Session) {
+        let clock = At(T0);
+        let (pending, client, m2) = self.pending_with(&mut OsRng, Limits::DEFAULT);
+        let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
+        let mut signer: SoftwareSigner = SoftwareSigner::from_bytes(&self.signer_secret).unwrap();
+        let (c, n3): (Session, usize) =
+            client.finish(&clock, &m2, self.device, &mut signer, Limits::DEFAULT, &mut m3).unwrap();
+        let step = pending.read_finish::<32>(&clock, &mut m3[..n3]).unwrap();
+        (c, step.verify(&clock, &self.device_key).unwrap())
+    }
+
     /// A session established at `T0`, living `lifetime_ms`.
     pub(crate) fn session(&self, lifetime_ms: u64) -> Session {
         self.session_with(&mut OsRng, lifetime_ms)
@@ -221,6 +233,94 @@ where
     sessions_never_replace(&make(8).await, &maker).await;
     sessions_sweep_drops_expired_only(&make(8).await, &maker).await;
     sessions_concurrent_inserts_stay_bounded(Arc::new(make(8).await), 8, &maker).await;
+    sessions_commit_once_then_reply(&make(8).await, &maker).await;
+    sessions_concurrent_commits_accept_one(Arc::new(make(8).await), &maker).await;
+}
+
+/// Seals a request from the client at `T0`.
+fn sealed_request(client: &mut Session, body: &[u8]) -> (Vec<u8>, oncewire::RequestId) {
+    let mut f = vec![0u8; buffer_len(body.len())];
+    let (n, id) = client.seal_request(&At(T0), body, &mut f).unwrap();
+    f.truncate(n);
+    (f, id)
+}
+
+/// A frame the session authenticated is recorded once by `commit` (a
+/// second commit, or the same frame again, is refused), `reserve` makes
+/// room for the reply, and the reply opens at the client.
+pub(crate) async fn sessions_commit_once_then_reply<S: SessionStore>(store: &S, maker: &Maker) {
+    let (mut client, server) = maker.pair();
+    let id = id_of(&server);
+    let handle = store.insert(id, server).await.unwrap();
+    for body in [&b"first"[..], b"second"] {
+        let (frame, rid) = sealed_request(&mut client, body);
+        let mut f = frame.clone();
+        let used = {
+            let mut s = handle.lock().unwrap();
+            let (oncewire::Received::Record(o, got), used) = s.open_unrecorded(&At(T0), &mut f).unwrap() else {
+                panic!("a record")
+            };
+            assert_eq!(o.payload, body);
+            assert_eq!(got, rid);
+            used
+        };
+        store.commit(&id, &handle, used).await.unwrap();
+        assert!(
+            matches!(store.commit(&id, &handle, used).await, Err(Error::Replay | Error::Stale)),
+            "a frame is recorded once"
+        );
+        // The same frame again: refused at the open or at the commit.
+        let got = store.get(&id).await.unwrap().expect("stored");
+        let mut again = frame.clone();
+        let reopened = got.lock().unwrap().open_unrecorded(&At(T0), &mut again).map(|(_, u)| u);
+        match reopened {
+            Ok(u) => assert!(matches!(store.commit(&id, &got, u).await, Err(Error::Replay | Error::Stale))),
+            Err(e) => assert!(matches!(e, Error::Replay | Error::Stale), "{e:?}"),
+        }
+        store.reserve(&id, &handle, 64).await.unwrap();
+        let mut out = vec![0u8; buffer_len(64)];
+        let n = handle.lock().unwrap().seal_response(&At(T0), rid, &[7u8; 64], &mut out).unwrap();
+        assert_eq!(client.open_response(&At(T0), rid, &mut out[..n]).unwrap().payload, &[7u8; 64]);
+    }
+    // A reply larger than one sequence number's share of blocks (16 KiB).
+    let (frame, rid) = sealed_request(&mut client, b"big");
+    let mut f = frame.clone();
+    let used = handle.lock().unwrap().open_unrecorded(&At(T0), &mut f).unwrap().1;
+    store.commit(&id, &handle, used).await.unwrap();
+    let big = vec![9u8; 100_000];
+    store.reserve(&id, &handle, big.len()).await.unwrap();
+    let mut out = vec![0u8; buffer_len(big.len())];
+    let n = handle.lock().unwrap().seal_response(&At(T0), rid, &big, &mut out).unwrap();
+    assert_eq!(client.open_response(&At(T0), rid, &mut out[..n]).unwrap().payload, &big[..]);
+}
+
+/// Many tasks committing one authenticated frame at once: exactly one is
+/// accepted.
+pub(crate) async fn sessions_concurrent_commits_accept_one<S: SessionStore>(store: Arc<S>, maker: &Maker) {
+    let (mut client, server) = maker.pair();
+    let id = id_of(&server);
+    let handle = store.insert(id, server).await.unwrap();
+    let (frame, _) = sealed_request(&mut client, b"once");
+    let mut f = frame.clone();
+    let used = handle.lock().unwrap().open_unrecorded(&At(T0), &mut f).unwrap().1;
+    let tasks = 16;
+    let barrier = Arc::new(Barrier::new(tasks));
+    let mut joins = Vec::new();
+    for _ in 0..tasks {
+        let (store, handle, barrier) = (store.clone(), handle.clone(), barrier.clone());
+        joins.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.commit(&id, &handle, used).await
+        }));
+    }
+    let mut accepted = 0;
+    for j in joins {
+        match j.await.unwrap() {
+            Ok(()) => accepted += 1,
+            Err(e) => assert!(matches!(e, Error::Replay | Error::Stale), "{e:?}"),
+        }
+    }
+    assert_eq!(accepted, 1, "one commit of one frame");
 }
 
 /// Insert, get, remove: the handle holds the session stored, and a removed
