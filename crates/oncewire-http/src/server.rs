@@ -66,7 +66,10 @@ use oncewire::request::RequestReceiver;
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::token::{Claims, MAX_TOKEN_LEN, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
-use oncewire::{Clock, DeviceId, Error, Limits, PublicKey, Received, RequestId, SeqUse, ServerKey, Session};
+use oncewire::{
+    Clock, CryptoProvider, DeviceId, Error, Limits, PublicKey, Received, RequestId, RustCrypto, Secret, SeqUse,
+    ServerKey, Session,
+};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -203,6 +206,7 @@ pub struct Builder<R, S, P, O> {
     pending: P,
     once: Option<O>,
     tokens: Option<TokenIssuer>,
+    fleet: Option<Secret<32>>,
     clock: SharedClock,
 }
 
@@ -224,6 +228,7 @@ impl Backend {
             pending: MemoryPending::new(10_000),
             once: None,
             tokens: None,
+            fleet: None,
             clock: SharedClock::system(),
         }
     }
@@ -248,6 +253,21 @@ impl<R, S, P, O> Builder<R, S, P, O> {
         self
     }
 
+    /// The secret every server of a fleet shares (`SPEC.md` §17.1): the
+    /// keys that must be the same on each of them are derived from it
+    /// rather than drawn at random, so that a challenge issued by one
+    /// server verifies on another, a one-shot request sealed to the
+    /// request key one server published opens on every server, and a
+    /// token one issued is accepted by all. Derived (HKDF-SHA256, one label
+    /// each): the enrollment and request-challenge MAC keys and their
+    /// used-set hash keys, the HPKE request key, the request receiver's
+    /// state key and, unless [`Self::token_issuer`] gives one, the token
+    /// signing key. Keep it as you keep the server key.
+    pub fn fleet_secret(mut self, secret: Secret<32>) -> Self {
+        self.fleet = Some(secret);
+        self
+    }
+
     /// The device registry (for example a database).
     pub fn registry<R2: DeviceRegistry>(self, registry: R2) -> Builder<R2, S, P, O> {
         Builder {
@@ -258,6 +278,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending: self.pending,
             once: self.once,
             tokens: self.tokens,
+            fleet: self.fleet,
             clock: self.clock,
         }
     }
@@ -272,6 +293,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending: self.pending,
             once: self.once,
             tokens: self.tokens,
+            fleet: self.fleet,
             clock: self.clock,
         }
     }
@@ -286,6 +308,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending,
             once: self.once,
             tokens: self.tokens,
+            fleet: self.fleet,
             clock: self.clock,
         }
     }
@@ -300,6 +323,7 @@ impl<R, S, P, O> Builder<R, S, P, O> {
             pending: self.pending,
             once: Some(once),
             tokens: self.tokens,
+            fleet: self.fleet,
             clock: self.clock,
         }
     }
@@ -328,9 +352,14 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Builder<
     /// [`Error::Rng`]; [`Error::Misuse`] if no once store was given.
     pub fn build_with(self) -> Result<Backend<R, S, P, O>, Error> {
         let c = self.config;
-        let tokens = match self.tokens {
-            Some(t) => t,
-            None => TokenIssuer::generate(&mut OsRng)?,
+        let keys = match &self.fleet {
+            Some(secret) => SharedKeys::derive(secret, c)?,
+            None => SharedKeys::generate(c)?,
+        };
+        let tokens = match (self.tokens, keys.tokens) {
+            (Some(t), _) => t,
+            (None, Some(t)) => t,
+            (None, None) => TokenIssuer::generate(&mut OsRng)?,
         };
         let verifier = TokenVerifier::new(*tokens.public_key(), TOKEN_AUDIENCE, 0);
         Ok(Backend {
@@ -338,10 +367,10 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Builder<
                 key: self.key,
                 clock: self.clock,
                 config: c,
-                enrollments: boxed(|| EnrollmentIssuer::generate(&mut OsRng, c.challenge_ttl_ms))?,
-                challenges: boxed(|| StatelessChallenges::generate(&mut OsRng, c.challenge_ttl_ms))?,
-                request_key: KeyPair::generate(&mut OsRng)?,
-                requests: boxed(|| RequestReceiver::generate(&mut OsRng, c.freshness))?,
+                enrollments: keys.enrollments,
+                challenges: keys.challenges,
+                request_key: keys.request_key,
+                requests: keys.requests,
                 tokens,
                 verifier,
                 no_proofs: boxed(|| ReplayCache::generate(Purpose::TokenProofs, &mut OsRng, c.freshness))?,
@@ -351,6 +380,53 @@ impl<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: OnceStore> Builder<
                 once: self.once.ok_or(Error::Misuse)?,
                 metrics: Metrics::default(),
             }),
+        })
+    }
+}
+
+/// The keys a fleet's servers must share, drawn at random for one server
+/// or derived from the fleet secret.
+struct SharedKeys {
+    enrollments: Box<EnrollmentIssuer>,
+    challenges: Box<StatelessChallenges>,
+    request_key: KeyPair,
+    requests: Box<RequestReceiver>,
+    tokens: Option<TokenIssuer>,
+}
+
+impl SharedKeys {
+    fn generate(c: Config) -> Result<Self, Error> {
+        Ok(Self {
+            enrollments: boxed(|| EnrollmentIssuer::generate(&mut OsRng, c.challenge_ttl_ms))?,
+            challenges: boxed(|| StatelessChallenges::generate(&mut OsRng, c.challenge_ttl_ms))?,
+            request_key: KeyPair::generate(&mut OsRng)?,
+            requests: boxed(|| RequestReceiver::generate(&mut OsRng, c.freshness))?,
+            tokens: None,
+        })
+    }
+
+    fn derive(secret: &Secret<32>, c: Config) -> Result<Self, Error> {
+        let key = |label: &[u8]| -> Result<Secret<32>, Error> {
+            let mut out = Secret::<32>::zero();
+            RustCrypto::hkdf_expand(secret, &[b"oncewire-http fleet ", label], out.expose_mut())?;
+            Ok(out)
+        };
+        let hash_key = |label: &[u8]| -> Result<[u8; 16], Error> {
+            let k = key(label)?;
+            let mut out = [0u8; 16];
+            out.copy_from_slice(k.expose().get(..16).ok_or(Error::Misuse)?);
+            Ok(out)
+        };
+        let enroll =
+            StatelessChallenges::new(key(b"enrollment mac")?, c.challenge_ttl_ms, hash_key(b"enrollment hash")?);
+        let challenges =
+            StatelessChallenges::new(key(b"challenge mac")?, c.challenge_ttl_ms, hash_key(b"challenge hash")?);
+        Ok(Self {
+            enrollments: Box::new(EnrollmentIssuer::new(enroll)),
+            challenges: Box::new(challenges),
+            request_key: KeyPair::from_bytes(&key(b"request key")?)?,
+            requests: Box::new(RequestReceiver::new(&key(b"request state")?, c.freshness)),
+            tokens: Some(TokenIssuer::from_bytes(&key(b"token key")?)?),
         })
     }
 }
