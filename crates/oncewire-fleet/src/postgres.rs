@@ -68,7 +68,9 @@ const LOOKUP: &str = "SELECT public_key FROM devices WHERE device_id = $1 AND re
 /// One connection and its prepared lookup.
 struct Conn {
     client: Client,
-    lookup: Statement,
+    /// None until the table exists (before the first [`PgRegistry::migrate`]):
+    /// the lookup is then sent unprepared, and fails with `Storage`.
+    lookup: Option<Statement>,
 }
 
 /// The device registry in PostgreSQL (see the [module docs](self)).
@@ -116,24 +118,27 @@ async fn open(conninfo: &str, schema: Option<&str>, create: bool) -> Result<Conn
     if let Some(s) = schema {
         // `s` is checked by `valid_schema`: safe to splice, quoted anyway.
         if create {
-            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{s}\"")).await.map_err(storage("schema"))?;
+            // `IF NOT EXISTS` alone races (two servers creating one schema:
+            // a unique violation): serialised by the migration lock.
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); \
+                     CREATE SCHEMA IF NOT EXISTS \"{s}\"; COMMIT"
+                ))
+                .await
+                .map_err(storage("schema"))?;
         }
         client.batch_execute(&format!("SET search_path TO \"{s}\"")).await.map_err(storage("search_path"))?;
     }
-    // Prepared once the table exists (after `migrate`): see `Conn::lookup`.
     let lookup = prepare_lookup(&client).await?;
     Ok(Conn { client, lookup })
 }
 
-/// The lookup, prepared; before the first migration the table does not
-/// exist yet, so a placeholder is prepared and the lookup again after
-/// [`PgRegistry::migrate`].
-async fn prepare_lookup(client: &Client) -> Result<Statement, Error> {
+/// The lookup, prepared, if the table exists.
+async fn prepare_lookup(client: &Client) -> Result<Option<Statement>, Error> {
     match client.prepare(LOOKUP).await {
-        Ok(s) => Ok(s),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-            client.prepare("SELECT NULL::bytea WHERE false AND $1::bytea IS NULL").await.map_err(storage("prepare"))
-        }
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
         Err(e) => Err(storage("prepare")(e)),
     }
 }
@@ -251,7 +256,7 @@ impl PgRegistry {
         for lock in &self.conns {
             let mut conn = lock.write().await;
             self.revive(&mut conn).await?;
-            conn.lookup = conn.client.prepare(LOOKUP).await.map_err(storage("prepare"))?;
+            conn.lookup = Some(conn.client.prepare(LOOKUP).await.map_err(storage("prepare"))?);
         }
         tracing::info!(applied, "postgres: migrations");
         Ok(applied)
@@ -289,7 +294,12 @@ fn key_of(bytes: &[u8]) -> Result<PublicKey, Error> {
 impl DeviceRegistry for PgRegistry {
     async fn device_key(&self, device: &DeviceId) -> Result<Option<PublicKey>, Error> {
         let conn = self.read().await?;
-        let row = conn.client.query_opt(&conn.lookup, &[&device.as_bytes()]).await.map_err(storage("lookup"))?;
+        let id = device.as_bytes();
+        let row = match &conn.lookup {
+            Some(statement) => conn.client.query_opt(statement, &[&id]).await,
+            None => conn.client.query_opt(LOOKUP, &[&id]).await,
+        }
+        .map_err(storage("lookup"))?;
         match row {
             None => Ok(None),
             Some(row) => {
@@ -316,7 +326,7 @@ impl DeviceRegistry for PgRegistry {
             .map_err(storage("enroll insert"))?;
         if inserted > 0 {
             tx.commit().await.map_err(storage("commit"))?;
-            return Ok(device.admit(None, policy)?);
+            return device.admit(None, policy);
         }
         let row = tx
             .query_opt("SELECT public_key, revoked_at IS NOT NULL FROM devices WHERE device_id = $1 FOR UPDATE", &[&id])
