@@ -14,3 +14,4 @@
 
 pub mod postgres;
 pub mod redis;
+pub mod seal;
