@@ -20,7 +20,11 @@
 //! transaction of its own, holds its connection alone (the write lock) for
 //! that transaction. A connection found closed is opened again at its next
 //! use; while the server cannot be reached, every call fails with
-//! [`Error::Storage`] (never a panic, never an answer made up).
+//! [`Error::Storage`] (never a panic, never an answer made up). A call that
+//! takes longer than 10 s (connecting and migrating: 60 s) fails with
+//! `Storage` too, and an enrollment cut short is rolled back, unless its
+//! commit had already reached the server: enrolling again then answers
+//! `Unchanged`.
 //!
 //! # Schema and migrations
 //!
@@ -52,7 +56,9 @@
 use oncewire::device::{Admission, EnrolledDevice, ReEnrollment};
 use oncewire::{DeviceId, Error, PublicKey};
 use oncewire_http::store::DeviceRegistry;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::RwLock;
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -62,6 +68,24 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "0001_devices", include_str!("../
 /// The advisory lock key that serialises migrations (any fixed number:
 /// "oncewire" in ASCII, truncated to 63 bits).
 const MIGRATION_LOCK: i64 = 0x6f6e_6365_7769_7265;
+
+/// How long one lookup, enrollment or revocation may take, waiting for a
+/// connection included, before it fails with [`Error::Storage`] (a server
+/// that hangs is refused like one that is gone).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long connecting, or migrating (which waits for other servers'
+/// migrations), may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `call`, or [`Error::Storage`] once `limit` has passed (the call is then
+/// dropped: an open transaction is rolled back).
+async fn bounded<T>(limit: Duration, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        tracing::warn!(?limit, "postgres: call timed out");
+        Err(Error::Storage)
+    })
+}
 
 const LOOKUP: &str = "SELECT public_key FROM devices WHERE device_id = $1 AND revoked_at IS NULL";
 
@@ -152,7 +176,7 @@ impl PgRegistry {
     /// # Errors
     /// [`Error::Storage`] if a connection cannot be opened.
     pub async fn connect(conninfo: &str, pool: usize) -> Result<Self, Error> {
-        Self::open_pool(conninfo, None, pool).await
+        bounded(SETUP_TIMEOUT, Self::open_pool(conninfo, None, pool)).await
     }
 
     /// Like [`Self::connect`], with the tables in `schema` (created if
@@ -167,7 +191,7 @@ impl PgRegistry {
         if !valid_schema(schema) {
             return Err(Error::Misuse);
         }
-        Self::open_pool(conninfo, Some(schema), pool).await
+        bounded(SETUP_TIMEOUT, Self::open_pool(conninfo, Some(schema), pool)).await
     }
 
     async fn open_pool(conninfo: &str, schema: Option<&str>, pool: usize) -> Result<Self, Error> {
@@ -223,6 +247,10 @@ impl PgRegistry {
     /// # Errors
     /// [`Error::Storage`] if the database refuses (nothing is applied then).
     pub async fn migrate(&self) -> Result<usize, Error> {
+        bounded(SETUP_TIMEOUT, self.migrate_now()).await
+    }
+
+    async fn migrate_now(&self) -> Result<usize, Error> {
         let mut conn = self.write().await?;
         let tx = conn.client.transaction().await.map_err(storage("begin"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(storage("lock"))?;
@@ -270,6 +298,10 @@ impl PgRegistry {
     /// # Errors
     /// [`Error::Storage`].
     pub async fn revoke(&self, device: &DeviceId) -> Result<bool, Error> {
+        bounded(CALL_TIMEOUT, self.revoke_now(device)).await
+    }
+
+    async fn revoke_now(&self, device: &DeviceId) -> Result<bool, Error> {
         let conn = self.read().await?;
         let n = conn
             .client
@@ -291,8 +323,8 @@ fn key_of(bytes: &[u8]) -> Result<PublicKey, Error> {
     })
 }
 
-impl DeviceRegistry for PgRegistry {
-    async fn device_key(&self, device: &DeviceId) -> Result<Option<PublicKey>, Error> {
+impl PgRegistry {
+    async fn lookup(&self, device: &DeviceId) -> Result<Option<PublicKey>, Error> {
         let conn = self.read().await?;
         let id = device.as_bytes();
         let row = match &conn.lookup {
@@ -309,7 +341,7 @@ impl DeviceRegistry for PgRegistry {
         }
     }
 
-    async fn enroll(&self, device: EnrolledDevice, policy: ReEnrollment) -> Result<Admission, Error> {
+    async fn enroll_now(&self, device: EnrolledDevice, policy: ReEnrollment) -> Result<Admission, Error> {
         let id = device.device.as_bytes();
         let key: &[u8] = device.public_key.as_bytes();
         let mut conn = self.write().await?;
@@ -347,5 +379,15 @@ impl DeviceRegistry for PgRegistry {
         }
         tx.commit().await.map_err(storage("commit"))?;
         Ok(admission)
+    }
+}
+
+impl DeviceRegistry for PgRegistry {
+    async fn device_key(&self, device: &DeviceId) -> Result<Option<PublicKey>, Error> {
+        bounded(CALL_TIMEOUT, self.lookup(device)).await
+    }
+
+    async fn enroll(&self, device: EnrolledDevice, policy: ReEnrollment) -> Result<Admission, Error> {
+        bounded(CALL_TIMEOUT, self.enroll_now(device, policy)).await
     }
 }

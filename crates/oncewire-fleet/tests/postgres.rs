@@ -254,6 +254,18 @@ async fn an_unreachable_server_is_a_storage_error() {
     let conninfo = format!("host=127.0.0.1 port={port} user=oncewire dbname=oncewire connect_timeout=5");
     assert_eq!(PgRegistry::connect(&conninfo, 2).await.err(), Some(Error::Storage));
     assert_eq!(PgRegistry::connect_in_schema(&conninfo, "t_closed", 1).await.err(), Some(Error::Storage));
+    // Something that accepts connections and hangs up at once (not a
+    // PostgreSQL server): `Storage` too.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            drop(stream);
+        }
+    });
+    let conninfo = format!("host=127.0.0.1 port={port} user=oncewire dbname=oncewire connect_timeout=5");
+    assert_eq!(PgRegistry::connect(&conninfo, 1).await.err(), Some(Error::Storage));
+
     // A registry whose schema was never migrated answers `Storage`, not
     // "unknown device".
     let bare = PgRegistry::connect_in_schema(&url(), &fresh_schema(), 1).await.unwrap();
