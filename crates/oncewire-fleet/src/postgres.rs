@@ -66,7 +66,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "0001_devices", include_str!("../migrations/0001_devices.sql"))];
 
 /// The advisory lock key that serialises migrations (any fixed number:
-/// "oncewire" in ASCII, truncated to 63 bits).
+/// "oncewire" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6f6e_6365_7769_7265;
 
 /// How long one lookup, enrollment or revocation may take, waiting for a
