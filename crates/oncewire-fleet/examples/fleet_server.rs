@@ -52,8 +52,8 @@ fn unhex(s: &str) -> Fallible<[u8; 32]> {
     if s.len() != 64 {
         return Err("ONCEWIRE_FLEET_SEED: 64 hex digits".into());
     }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or("seed")?, 16)?;
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
+        *o = u8::from_str_radix(std::str::from_utf8(pair)?, 16)?;
     }
     Ok(out)
 }
