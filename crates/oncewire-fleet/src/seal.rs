@@ -186,7 +186,9 @@ impl FleetKeys {
         let key = self.keys.iter().find(|k| k.kid == self.current).ok_or(Error::Misuse)?;
         let aad = aad(label, id, key.kid)?;
         key.seals
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| if n < self.seal_limit { n.checked_add(1) } else { None })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                if n < self.seal_limit { n.checked_add(1) } else { None }
+            })
             .map_err(|_| Error::KeyExhausted)?;
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.try_fill_bytes(&mut nonce).map_err(|_| Error::Rng)?;
@@ -275,7 +277,7 @@ mod tests {
         // Another fleet's key with the same id does not open it.
         let other = FleetKeys::new(2, &Secret::new([7; 32])).unwrap();
         assert_eq!(other.open(b"s", b"x", &new).err(), Some(Error::Authentication));
-        assert_eq!(format!("{keys:?}").contains("cipher"), false);
+        assert!(!format!("{keys:?}").contains("cipher"));
     }
 
     #[test]

@@ -162,7 +162,8 @@ impl RedisOnce {
 /// How `e`, met by a use of `purpose`, is reported (a challenge's every
 /// failure but `Replay` is `Expired(Challenge)`).
 fn named(purpose: Purpose, e: Error) -> Refusal {
-    let error = if purpose == Purpose::Challenges && e != Error::Replay { Error::Expired(Expiry::Challenge) } else { e };
+    let error =
+        if purpose == Purpose::Challenges && e != Error::Replay { Error::Expired(Expiry::Challenge) } else { e };
     Refusal { error, set: Some(purpose) }
 }
 
