@@ -208,45 +208,65 @@ async fn keys_expire_with_their_window() {
     assert!(store.key(&r).starts_with(&format!("{}:o:req:", fleet.prefix())));
 }
 
+/// A private `redis-server` on a free port (killed on drop), and its URL.
+async fn private_redis(extra: &[&str]) -> (tokio::process::Child, String, Fleet) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is needed (scripts/services installs it)");
+    let url = format!("redis://127.0.0.1:{port}/");
+    for _ in 0..50 {
+        if let Ok(f) = Fleet::connect(&url, "private").await {
+            return (server, url, f);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the private redis-server did not start");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_evalsha_per_accept() {
-    let fleet = new_fleet(&unique_prefix()).await;
+    // A Redis of its own, so that `INFO commandstats` counts only this test.
+    let (mut server, _url, fleet) = private_redis(&[]).await;
+    fleet.declare_new_fleet(0).await.unwrap();
     let store = store_on(fleet.clone()).await;
-    let stats = || {
-        let fleet = fleet.clone();
-        async move {
-            let info: String = fleet.query(redis::cmd("INFO").arg("commandstats")).await.unwrap();
-            let calls = |name: &str| {
-                info.lines()
-                    .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
-                    .and_then(|l| l.split("calls=").nth(1))
-                    .and_then(|s| s.split(',').next())
-                    .map_or(0u64, |s| s.parse().unwrap())
-            };
-            (calls("evalsha"), calls("eval"), calls("script|load"))
-        }
-    };
-    // Other tests share the Redis: count over many accepts, take the minimum
-    // over a few rounds.
-    let before = stats().await;
+    let _: () = fleet.query(redis::cmd("CONFIG").arg("RESETSTAT")).await.unwrap();
     let n = 200u64;
     for i in 0..n {
         let now = T0 + i;
-        store
-            .accept(
-                &[fresh(Purpose::Requests, now), fresh(Purpose::TokenProofs, now), fresh(Purpose::Challenges, now)],
-                now,
-            )
-            .await
-            .unwrap();
+        let parts = [fresh(Purpose::Requests, now), fresh(Purpose::TokenProofs, now), fresh(Purpose::Challenges, now)];
+        store.accept(&parts, now).await.unwrap();
+        // A refused one is one call too.
+        assert!(store.accept(&parts[..1], now).await.is_err());
     }
-    let after = stats().await;
-    let evalsha = after.0 - before.0;
-    assert!(evalsha >= n, "evalsha {evalsha} for {n} accepts");
-    println!(
-        "EVALSHA calls seen during {n} accepts: {evalsha} (other tests share the Redis); EVAL: {}",
-        after.1 - before.1
-    );
+    let info: String = fleet.query(redis::cmd("INFO").arg("commandstats")).await.unwrap();
+    let mut calls = std::collections::BTreeMap::new();
+    for l in info.lines().filter(|l| l.starts_with("cmdstat_")) {
+        let name = l.trim_start_matches("cmdstat_").split(':').next().unwrap().to_string();
+        let c: u64 = l.split("calls=").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        calls.insert(name, c);
+    }
+    calls.remove("info");
+    calls.remove("config|resetstat");
+    println!("commands for {} accepts: {calls:?}", 2 * n);
+    // One round trip per accept: `EVALSHA` (never `EVAL` or `SCRIPT LOAD`);
+    // inside the script (counted by Redis too): the floor's `GET`, one
+    // `EXISTS` per part checked and one `SET` per part recorded.
+    let want: std::collections::BTreeMap<String, u64> =
+        [("evalsha", 2 * n), ("get", 2 * n), ("exists", 3 * n + n), ("set", 3 * n)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    assert_eq!(calls, want);
+    server.kill().await.unwrap();
+    let _ = server.wait().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

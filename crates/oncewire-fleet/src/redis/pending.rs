@@ -17,7 +17,12 @@
 //!   does not grow; sweeps drop handshakes past their deadline earlier.
 //! - **Take** is one script, `GET` then `DEL` (atomic, as `GETDEL`): a
 //!   pending handshake is taken once fleet-wide, even when two servers race
-//!   for it.
+//!   for it. A blob that does not open (sealed under a fleet key this server
+//!   lacks, or moved under another id) is gone all the same, and refused
+//!   with [`Error::Storage`] (logged): the client handshakes again.
+//! - A full store forgets, before refusing, the ids whose blob Redis
+//!   already expired (looking at the 256 earliest deadlines): a server that
+//!   died between message 2 and message 3 does not hold a place for good.
 //! - **`len()`** is synchronous in the trait: it is the count Redis gave
 //!   with this store's latest reply (each script returns it with a change
 //!   counter, and a reply never overwrites a newer one). Exact for one
