@@ -1045,7 +1045,7 @@ async fn run(opts: &Opts, ctx: &mut Ctx) -> Result<Vec<String>, BoxError> {
     let down_for = restart_redis(&root, &redis_url, opts.redis_down, opts.restart_with.as_deref()).await?;
     shared.phase.store(REDIS_BACK, Ordering::SeqCst);
     let back_time = Instant::now();
-    println!("fleet-test: {:5.1} s  Redis back (down {:.1} s)", elapsed(back_time), down_for.as_secs_f64());
+    println!("fleet-test: {:5.1} s  Redis back (the restart took {:.1} s)", elapsed(back_time), down_for.as_secs_f64());
 
     // Once calls are acknowledged again, replay what was captured before.
     let wait_until = Instant::now() + Duration::from_secs(15);
