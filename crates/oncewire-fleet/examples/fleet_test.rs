@@ -1305,6 +1305,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for name in ["ONCEWIRE_REDIS_URL", "ONCEWIRE_PG_URL"] {
+        if let Err(e) = env(name) {
+            eprintln!("fleet-test: FAIL: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let dir = std::env::temp_dir().join(format!("fleet-test.{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("fleet-test: {}: {e}", dir.display());
