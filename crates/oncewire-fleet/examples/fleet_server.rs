@@ -18,7 +18,10 @@
 //! Routes: `/oncewire/v1/...`, `GET /metrics`, and a sealed `POST /app/op`
 //! whose body is an op id: it records one row (op id, server name) in
 //! `<prefix>.fleet_executions` and replies `<name> <op id>`, so a test can
-//! count in PostgreSQL how often each op executed.
+//! count in PostgreSQL how often each op executed; and a sealed
+//! `POST /app/echo` that returns the opened body as is and touches neither
+//! PostgreSQL nor anything but the sealing layer's Redis state (for
+//! `fleet_load`).
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -128,7 +131,8 @@ async fn main() -> Fallible<()> {
             }
         }
     };
-    let app = Router::new().route("/app/op", post(op));
+    let echo = |Opened(body): Opened| async move { body };
+    let app = Router::new().route("/app/op", post(op)).route("/app/echo", post(echo));
     let router = backend.router().merge(backend.sealed(app)).merge(backend.metrics_router());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let hex: String = public.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
