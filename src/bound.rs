@@ -66,7 +66,7 @@ use crate::challenge::{BINDING_LEN, Challenge, StatelessChallenges};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::keyschedule::request_hash;
-use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, PublicKey};
 use crate::token::{PROOF_LEN, TokenProof, TokenVerifier, VerifiedToken};
 
 /// Longest encoded [`BoundRequest`]: flags, a binding and a proof.
@@ -87,7 +87,13 @@ pub struct BoundRequest {
 /// What the server requires of a bound request, and what it checks it with.
 /// A part that is `None` must be absent from the request, and a part that
 /// is required must be present (`Error::Malformed` otherwise).
-pub struct Requirements<'r, 'v, P: CryptoProvider = RustCrypto, const C: usize = 1024, const T: usize = 1024> {
+pub struct Requirements<
+    'r,
+    'v,
+    P: CryptoProvider = crate::provider::DefaultProvider,
+    const C: usize = 1024,
+    const T: usize = 1024,
+> {
     /// The challenge issuer whose challenge the request must answer.
     pub challenges: Option<&'r mut StatelessChallenges<P, C>>,
     /// The token verifier, its proof cache, and the token the request presents.
@@ -121,7 +127,13 @@ impl core::fmt::Debug for Requirements<'_, '_> {
 /// servers records (`SPEC.md` §15.1): as [`Requirements`], with no `&mut`
 /// anywhere. The used set and the proof cache only pre-check (they may be
 /// empty); the store records the [`Onces`].
-pub struct Checks<'r, 'v, P: CryptoProvider = RustCrypto, const C: usize = 1024, const T: usize = 1024> {
+pub struct Checks<
+    'r,
+    'v,
+    P: CryptoProvider = crate::provider::DefaultProvider,
+    const C: usize = 1024,
+    const T: usize = 1024,
+> {
     /// The challenge issuer whose challenge the request must answer.
     pub challenges: Option<&'r StatelessChallenges<P, C>>,
     /// The token verifier, a proof cache of

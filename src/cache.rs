@@ -36,7 +36,7 @@
 
 use crate::audit::Audit;
 use crate::error::{Error, Expiry, Result};
-use crate::provider::{CryptoProvider, RustCrypto};
+use crate::provider::CryptoProvider;
 use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::replay::{Commit, Freshness, NonceRing, TimeFloor};
 use crate::secret::Secret;
@@ -89,7 +89,7 @@ pub struct Once {
 
 /// A bounded cache of accepted request ids with a freshness window. See the
 /// [module docs](self).
-pub struct ReplayCache<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
+pub struct ReplayCache<P: CryptoProvider = crate::provider::DefaultProvider, const N: usize = 1024> {
     purpose: Purpose,
     ring: NonceRing<N>,
     snapshot_key: SnapshotKey<P>,

@@ -57,7 +57,7 @@ use crate::audit::Audit;
 use crate::cache::{Once, Purpose};
 use crate::clock::Clock;
 use crate::error::{Error, Expiry, Result};
-use crate::provider::{CryptoProvider, RustCrypto, fill_random};
+use crate::provider::{CryptoProvider, fill_random};
 use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::replay::{Freshness, NonceRing, TimeFloor};
 use crate::secret::Secret;
@@ -165,7 +165,7 @@ fn split_binding_hash(binding: &[u8], request_hash: &[u8; 32]) -> Result<(Challe
 /// behind at boot, else the floor of a [`crate::replay::TimeMark`] whose
 /// freshness is [`Self::freshness`]. A server that draws a new MAC key at
 /// every start needs neither.
-pub struct StatelessChallenges<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
+pub struct StatelessChallenges<P: CryptoProvider = crate::provider::DefaultProvider, const N: usize = 1024> {
     mac_key: Secret<32>,
     ttl_ms: u64,
     used: NonceRing<N>,
@@ -537,6 +537,7 @@ impl<const N: usize> ChallengeTable<N> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::provider::RustCrypto;
 
     fn bind(c: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
         let mut out = [0u8; BINDING_LEN];

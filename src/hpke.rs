@@ -29,7 +29,6 @@
 //! # Ok::<(), oncewire::Error>(())
 //! ```
 
-use crate::RustCrypto;
 use crate::error::{Error, Result};
 use crate::provider::{AeadCipher, CryptoProvider, P256_PUBLIC_LEN, PublicKey};
 use crate::secret::Secret;
@@ -123,7 +122,7 @@ fn labeled_expand<P: CryptoProvider>(
 
 /// A P-256 key pair for HPKE: a recipient's key, or a sender's static key
 /// in auth mode.
-pub struct KeyPair<P: CryptoProvider = RustCrypto> {
+pub struct KeyPair<P: CryptoProvider = crate::provider::DefaultProvider> {
     secret: P::EcdhSecret,
     public: PublicKey,
 }
@@ -270,12 +269,12 @@ impl<A: HpkeAead, P: CryptoProvider> Keys<A, P> {
 }
 
 /// The sender's context: seals a sequence of messages to one recipient.
-pub struct SenderContext<A: HpkeAead, P: CryptoProvider = RustCrypto> {
+pub struct SenderContext<A: HpkeAead, P: CryptoProvider = crate::provider::DefaultProvider> {
     keys: Keys<A, P>,
 }
 
 /// The recipient's context: opens the sender's messages in order.
-pub struct RecipientContext<A: HpkeAead, P: CryptoProvider = RustCrypto> {
+pub struct RecipientContext<A: HpkeAead, P: CryptoProvider = crate::provider::DefaultProvider> {
     keys: Keys<A, P>,
 }
 
@@ -431,7 +430,9 @@ impl<A: HpkeAead, P: CryptoProvider> RecipientContext<A, P> {
 /// parameters with defaults (AES-256-GCM, RustCrypto). A single-shot message
 /// carries no timestamp and keeps no state when opened: for data at rest and
 /// files; requests to a server use [`crate::request`].
-pub struct SingleShot<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto>(core::marker::PhantomData<(A, P)>);
+pub struct SingleShot<A: HpkeAead = Aes256Gcm, P: CryptoProvider = crate::provider::DefaultProvider>(
+    core::marker::PhantomData<(A, P)>,
+);
 
 impl<A: HpkeAead, P: CryptoProvider> core::fmt::Debug for SingleShot<A, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -39,7 +39,7 @@ pub use clock::Clock;
 pub use device::{DeviceId, DeviceSigner};
 pub use error::{Error, Expiry, Origin, PeerAction, Result};
 pub use handshake::{ClientHandshake, ServerKey};
-pub use provider::{CryptoProvider, PublicKey, RustCrypto};
+pub use provider::{CryptoProvider, DefaultProvider, PublicKey, RustCrypto};
 pub use record::{CounterReceiver, CounterSender, OneShotReceiver, OneShotSender, Opened};
 pub use secret::Secret;
 pub use session::{Limits, Received, RequestId, SESSION_STATE_LEN, SeqUse, Session};

@@ -33,13 +33,13 @@ use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceSigner, EnrollmentRequest};
 use crate::error::Result;
 use crate::keyschedule::{enrollment_digest, proof_digest, request_hash};
-use crate::provider::{CryptoProvider, PublicKey, RustCrypto, fill_random};
+use crate::provider::{CryptoProvider, PublicKey, fill_random};
 use crate::token::{PROOF_JTI_LEN, TokenProof};
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
 
 /// The device's prover: its signer, and the provider that hashes.
-pub struct Prover<S: DeviceSigner, P: CryptoProvider = RustCrypto> {
+pub struct Prover<S: DeviceSigner, P: CryptoProvider = crate::provider::DefaultProvider> {
     signer: S,
     _p: PhantomData<P>,
 }

@@ -22,7 +22,7 @@
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::provider::{AeadCipher, CryptoProvider, RustCrypto, fill_random};
+use crate::provider::{AeadCipher, CryptoProvider, fill_random};
 use crate::replay::snapshot::{Kind, SnapshotKey};
 use crate::replay::{Commit, CounterWindow, Freshness, NonceRing, TimeFloor, WindowState};
 use crate::secret::Secret;
@@ -214,7 +214,7 @@ fn open_frame<'a, A: AeadCipher>(
 // ---------------------------------------------------------------------------
 
 /// The sending half of one session direction (counter nonces).
-pub struct CounterSender<P: CryptoProvider = RustCrypto> {
+pub struct CounterSender<P: CryptoProvider = crate::provider::DefaultProvider> {
     cipher: P::Aead256,
     iv: Secret<NONCE_LEN>,
     session_id: [u8; KEY_ID_LEN],
@@ -351,7 +351,7 @@ impl<P: CryptoProvider> CounterSender<P> {
 
 /// The receiving half of one session direction, with a [`CounterWindow`] of
 /// `W` words (`(W − 1) × 64` sequence numbers).
-pub struct CounterReceiver<P: CryptoProvider = RustCrypto, const W: usize = 32> {
+pub struct CounterReceiver<P: CryptoProvider = crate::provider::DefaultProvider, const W: usize = 32> {
     cipher: P::Aead256,
     iv: Secret<NONCE_LEN>,
     session_id: [u8; KEY_ID_LEN],
@@ -573,7 +573,7 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
 /// a [`CounterStore`] (`SPEC.md` §10), so a reboot resumes at or above every
 /// count used and the cap cannot be reset by restarting. Payloads are at
 /// most [`LONG_KEY_MAX_PAYLOAD`] bytes.
-pub struct OneShotSender<S: CounterStore, P: CryptoProvider = RustCrypto> {
+pub struct OneShotSender<S: CounterStore, P: CryptoProvider = crate::provider::DefaultProvider> {
     cipher: P::Aead256,
     key_id: [u8; KEY_ID_LEN],
     used: u64,
@@ -703,7 +703,7 @@ impl<S: CounterStore, P: CryptoProvider> OneShotSender<S, P> {
 
 /// Opens one-shot frames, with a [`NonceRing`] of `N` nonces and a
 /// freshness window.
-pub struct OneShotReceiver<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
+pub struct OneShotReceiver<P: CryptoProvider = crate::provider::DefaultProvider, const N: usize = 1024> {
     cipher: P::Aead256,
     key_id: [u8; KEY_ID_LEN],
     ring: NonceRing<N>,
@@ -829,7 +829,7 @@ pub const LONG_KEY_MAX_RECORDS: u64 = 1 << 24;
 /// Usage limits: at most [`LONG_KEY_MAX_RECORDS`] sequence numbers (counted
 /// from 0 across every boot, since the sequence number itself persists) of
 /// at most [`LONG_KEY_MAX_PAYLOAD`] bytes each; then [`Error::KeyExhausted`].
-pub struct PersistentSender<S: CounterStore, P: CryptoProvider = RustCrypto> {
+pub struct PersistentSender<S: CounterStore, P: CryptoProvider = crate::provider::DefaultProvider> {
     inner: CounterSender<P>,
     store: S,
     reserved_until: u64,
@@ -926,6 +926,7 @@ impl<S: CounterStore, P: CryptoProvider> PersistentSender<S, P> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::provider::RustCrypto;
 
     #[test]
     fn counter_exhaustion_is_an_error_not_a_wrap() {

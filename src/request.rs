@@ -51,7 +51,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hpke::{Aes256Gcm, ENC_LEN, HpkeAead, KeyPair, RecipientContext, SenderContext, TAG_LEN};
 use crate::keyschedule::request_id;
-use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, PublicKey};
 use crate::replay::{Freshness, TimeFloor};
 use crate::secret::Secret;
 use core::marker::PhantomData;
@@ -88,7 +88,7 @@ fn aad_of(ts: u64, app_aad: &[u8], out: &mut [u8; 8 + MAX_APP_AAD]) -> Result<us
 }
 
 /// The client side: seals one-shot requests to one server's request key.
-pub struct RequestSender<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto> {
+pub struct RequestSender<A: HpkeAead = Aes256Gcm, P: CryptoProvider = crate::provider::DefaultProvider> {
     server: PublicKey,
     _p: PhantomData<(A, P)>,
 }
@@ -174,7 +174,11 @@ impl core::fmt::Debug for OpenedRequest<'_> {
 }
 
 /// The server side: opens requests sealed to its key, each at most once.
-pub struct RequestReceiver<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto, const N: usize = 1024> {
+pub struct RequestReceiver<
+    A: HpkeAead = Aes256Gcm,
+    P: CryptoProvider = crate::provider::DefaultProvider,
+    const N: usize = 1024,
+> {
     cache: ReplayCache<P, N>,
     _a: PhantomData<A>,
 }

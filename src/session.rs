@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceVerified, MAX_DEVICE_ID_LEN};
 use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{SessionKeys, next_secret, traffic_keys};
-use crate::provider::{CryptoProvider, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, PublicKey};
 use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, Opened, gcm_blocks};
 use crate::replay::Freshness;
 use crate::secret::Secret;
@@ -177,7 +177,7 @@ pub const SESSION_STATE_LEN: usize = 1 + KEY_ID_LEN + 1 + MAX_DEVICE_ID_LEN + 32
 const STATE_VERSION: u8 = 1;
 
 /// An established session. See the [module docs](self).
-pub struct Session<P: CryptoProvider = RustCrypto, const W: usize = 32> {
+pub struct Session<P: CryptoProvider = crate::provider::DefaultProvider, const W: usize = 32> {
     role: Role,
     session_id: [u8; KEY_ID_LEN],
     peer: Peer,

@@ -28,7 +28,6 @@
 //! A failed chunk changes nothing: the caller may stop, or (if it can get
 //! the genuine chunk again) retry.
 
-use crate::RustCrypto;
 use crate::error::{Error, Result};
 use crate::hpke::{Aes256Gcm, ENC_LEN, HpkeAead, KeyPair, RecipientContext, SenderContext, TAG_LEN};
 use crate::provider::{CryptoProvider, PublicKey};
@@ -79,7 +78,7 @@ fn fixed_header<A: HpkeAead>(max_chunk: u32) -> [u8; 10] {
 }
 
 /// Seals a stream chunk by chunk.
-pub struct StreamSealer<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto> {
+pub struct StreamSealer<A: HpkeAead = Aes256Gcm, P: CryptoProvider = crate::provider::DefaultProvider> {
     ctx: SenderContext<A, P>,
     max_chunk: u32,
     finished: bool,
@@ -162,7 +161,7 @@ impl<A: HpkeAead, P: CryptoProvider> StreamSealer<A, P> {
 }
 
 /// Opens a stream chunk by chunk, in order.
-pub struct StreamOpener<A: HpkeAead = Aes256Gcm, P: CryptoProvider = RustCrypto> {
+pub struct StreamOpener<A: HpkeAead = Aes256Gcm, P: CryptoProvider = crate::provider::DefaultProvider> {
     ctx: RecipientContext<A, P>,
     max_chunk: u32,
     finished: bool,

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::device::DeviceKeys;
 use crate::error::{Error, Expiry, Result};
 use crate::handshake::ServerAwaitFinish;
-use crate::provider::{CryptoProvider, RustCrypto};
+use crate::provider::CryptoProvider;
 use crate::session::{Received, Session};
 use crate::wire::{Frame, KEY_ID_LEN};
 use std::cmp::Reverse;
@@ -26,7 +26,7 @@ type Id = [u8; KEY_ID_LEN];
 /// let table: SessionTable = SessionTable::new(10_000, 1_000);
 /// assert!(table.is_empty());
 /// ```
-pub struct SessionTable<P: CryptoProvider = RustCrypto, const W: usize = 32> {
+pub struct SessionTable<P: CryptoProvider = crate::provider::DefaultProvider, const W: usize = 32> {
     sessions: HashMap<Id, Session<P, W>>,
     session_expiry: BinaryHeap<Reverse<(u64, Id)>>,
     pending: HashMap<Id, ServerAwaitFinish<P>>,

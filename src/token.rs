@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::device::verify_signature;
 use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{id_of, proof_digest, request_hash, thumbprint, token_digest};
-use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey};
 use core::marker::PhantomData;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -105,7 +105,7 @@ impl TokenProof {
 }
 
 /// Issues tokens with the server's ES256 key.
-pub struct TokenIssuer<P: CryptoProvider = RustCrypto> {
+pub struct TokenIssuer<P: CryptoProvider = crate::provider::DefaultProvider> {
     key: P::SigningKey,
     public: PublicKey,
 }
@@ -192,7 +192,7 @@ impl<'a> VerifiedToken<'a> {
 
 /// Verifies tokens from one issuer for one audience.
 #[derive(Debug, Clone, Copy)]
-pub struct TokenVerifier<'a, P: CryptoProvider = RustCrypto> {
+pub struct TokenVerifier<'a, P: CryptoProvider = crate::provider::DefaultProvider> {
     issuer: PublicKey,
     audience: &'a str,
     leeway_ms: u64,

@@ -24,8 +24,8 @@ use oncewire::replay::{Freshness, TimeFloor};
 use oncewire::rng::OsRng;
 use oncewire::token::{Claims, MAX_TOKEN_LEN, TokenIssuer, TokenVerifier};
 use oncewire::{
-    ClientHandshake, DeviceId, DeviceSigner, Error, Expiry, Limits, PublicKey, Received, RustCrypto, Secret, ServerKey,
-    Session, SessionTable,
+    ClientHandshake, DefaultProvider, DeviceId, DeviceSigner, Error, Expiry, Limits, PublicKey, Received, Secret,
+    ServerKey, Session, SessionTable,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -63,7 +63,7 @@ fn the_stateless_enrollment_issuer_accepts_each_challenge_once() {
     let clock = ManualClock::new(NOW);
     let server: ServerKey = ServerKey::generate(&mut OsRng).unwrap();
     let other: ServerKey = ServerKey::generate(&mut OsRng).unwrap();
-    let issuer_with = |key: u8| -> EnrollmentIssuer<RustCrypto, 8> {
+    let issuer_with = |key: u8| -> EnrollmentIssuer<DefaultProvider, 8> {
         EnrollmentIssuer::new(StatelessChallenges::new(Secret::new([key; 32]), 60_000, [4; 16]))
     };
     let mut issuer = issuer_with(3);
@@ -105,12 +105,12 @@ fn the_stateless_enrollment_issuer_accepts_each_challenge_once() {
     issuer.verify(server.public_key(), &c, &answer, &clock).unwrap();
     let mut snap = [0u8; 2048];
     let n = issuer.challenges().snapshot(1, &mut snap).unwrap();
-    let mut restored: EnrollmentIssuer<RustCrypto, 8> = EnrollmentIssuer::new(
+    let mut restored: EnrollmentIssuer<DefaultProvider, 8> = EnrollmentIssuer::new(
         StatelessChallenges::restore(Secret::new([3; 32]), 60_000, [4; 16], &snap[..n], 1).unwrap(),
     );
     assert_eq!(restored.verify(server.public_key(), &c, &answer, &clock).unwrap_err(), Error::Replay);
-    let floor = TimeFloor::after_restart(NOW, &StatelessChallenges::<RustCrypto, 8>::freshness(60_000));
-    let mut fresh: EnrollmentIssuer<RustCrypto, 8> =
+    let floor = TimeFloor::after_restart(NOW, &StatelessChallenges::<DefaultProvider, 8>::freshness(60_000));
+    let mut fresh: EnrollmentIssuer<DefaultProvider, 8> =
         EnrollmentIssuer::new(StatelessChallenges::after_restart(Secret::new([3; 32]), 60_000, [4; 16], floor));
     assert_eq!(fresh.verify(server.public_key(), &c, &answer, &clock).unwrap_err(), Error::Expired(Expiry::Enrollment));
     clock.advance(1);
@@ -150,9 +150,9 @@ fn a_bound_request_records_nothing_unless_every_part_verifies() {
     let clock = ManualClock::new(NOW);
     let mut w = token_world();
     let verifier: TokenVerifier = TokenVerifier::new(*w.issuer.public_key(), "api", 0);
-    let mut proofs: ReplayCache<RustCrypto, 16> =
+    let mut proofs: ReplayCache<DefaultProvider, 16> =
         ReplayCache::new(Purpose::TokenProofs, &Secret::new([2; 32]), Freshness::DEFAULT);
-    let mut challenges: StatelessChallenges<RustCrypto, 16> =
+    let mut challenges: StatelessChallenges<DefaultProvider, 16> =
         StatelessChallenges::generate(&mut OsRng, 30_000).unwrap();
     let request = b"POST /pay 10 EUR to bob";
     let challenge = challenges.issue(&mut OsRng, &clock).unwrap();
@@ -200,11 +200,11 @@ fn a_bound_request_records_nothing_unless_every_part_verifies() {
     // Challenge only.
     let c = challenges.issue(&mut OsRng, &clock).unwrap();
     let b = w.prover.bound_request(&mut OsRng, &clock, request, Some(&c), None).unwrap();
-    let need = Requirements::<'_, '_, RustCrypto, 16, 16> { challenges: Some(&mut challenges), token: None };
+    let need = Requirements::<'_, '_, DefaultProvider, 16, 16> { challenges: Some(&mut challenges), token: None };
     assert!(b.verify(need, &clock, request, &w.device_key).unwrap().is_none());
     // Token only.
     let b = w.prover.bound_request(&mut OsRng, &clock, request, None, Some(&w.token)).unwrap();
-    let need = Requirements::<'_, '_, RustCrypto, 16, 16> {
+    let need = Requirements::<'_, '_, DefaultProvider, 16, 16> {
         challenges: None,
         token: Some((&verifier, &mut proofs, &w.token[..])),
     };

@@ -18,7 +18,7 @@ use oncewire::clock::ManualClock;
 use oncewire::replay::{Freshness, NonceRing};
 use oncewire::rng::OsRng;
 use oncewire::wire::buffer_len;
-use oncewire::{CounterReceiver, CounterSender, Error, OneShotReceiver, OneShotSender, RustCrypto, Secret};
+use oncewire::{CounterReceiver, CounterSender, DefaultProvider, Error, OneShotReceiver, OneShotSender, Secret};
 
 const PAYLOAD: &[u8; 37] = b"transfer 10.00 EUR from alice to bob.";
 
@@ -26,8 +26,8 @@ const PAYLOAD: &[u8; 37] = b"transfer 10.00 EUR from alice to bob.";
 fn every_bit_flip_of_a_record_fails_and_changes_nothing() {
     let clock = ManualClock::new(1_767_225_600_000);
     let (key, iv, sid) = ([3u8; 32], [4u8; 12], *b"session9");
-    let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(key), Secret::new(iv), sid, 5).unwrap();
-    let mut rx = CounterReceiver::<RustCrypto, 4>::new(&Secret::new(key), Secret::new(iv), sid)
+    let mut tx = CounterSender::<DefaultProvider>::new(&Secret::new(key), Secret::new(iv), sid, 5).unwrap();
+    let mut rx = CounterReceiver::<DefaultProvider, 4>::new(&Secret::new(key), Secret::new(iv), sid)
         .unwrap()
         .with_freshness(Freshness::DEFAULT);
     // Some history in the window first.
@@ -64,9 +64,10 @@ fn every_bit_flip_of_a_one_shot_frame_fails_and_changes_nothing() {
     let key = [8u8; 32];
     let kid = *b"srv-key1";
     let mut tx =
-        OneShotSender::<_, RustCrypto>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1).unwrap();
+        OneShotSender::<_, DefaultProvider>::boot(&Secret::new(key), kid, oncewire::store::VolatileStore::new(), 1)
+            .unwrap();
     let ring = NonceRing::<16>::new(Freshness::DEFAULT, [1; 16]);
-    let mut rx = OneShotReceiver::<RustCrypto, 16>::new(&Secret::new(key), kid, ring).unwrap();
+    let mut rx = OneShotReceiver::<DefaultProvider, 16>::new(&Secret::new(key), kid, ring).unwrap();
     for _ in 0..3 {
         let mut f = vec![0u8; buffer_len(1)];
         let n = tx.seal(&mut OsRng, &clock, b"x", &mut f).unwrap();
@@ -95,8 +96,8 @@ fn every_bit_flip_of_a_one_shot_frame_fails_and_changes_nothing() {
 fn a_wrong_tag_leaves_the_buffer_unchanged_and_lengths_are_strict() {
     let clock = ManualClock::new(1_767_225_600_000);
     let (key, iv, sid) = ([3u8; 32], [4u8; 12], *b"session9");
-    let mut tx = CounterSender::<RustCrypto>::new(&Secret::new(key), Secret::new(iv), sid, 0).unwrap();
-    let mut rx = CounterReceiver::<RustCrypto, 4>::new(&Secret::new(key), Secret::new(iv), sid).unwrap();
+    let mut tx = CounterSender::<DefaultProvider>::new(&Secret::new(key), Secret::new(iv), sid, 0).unwrap();
+    let mut rx = CounterReceiver::<DefaultProvider, 4>::new(&Secret::new(key), Secret::new(iv), sid).unwrap();
     let mut frame = vec![0u8; buffer_len(PAYLOAD.len())];
     let n = tx.seal(&clock, PAYLOAD, &mut frame).unwrap();
     let mut bad = frame[..n].to_vec();
@@ -114,15 +115,19 @@ fn a_wrong_tag_leaves_the_buffer_unchanged_and_lengths_are_strict() {
 #[test]
 fn a_failing_rng_is_an_error_and_consumes_nothing() {
     let clock = ManualClock::new(1);
-    let mut tx =
-        OneShotSender::<_, RustCrypto>::boot(&Secret::new([1; 32]), [2; 8], oncewire::store::VolatileStore::new(), 1)
-            .unwrap();
+    let mut tx = OneShotSender::<_, DefaultProvider>::boot(
+        &Secret::new([1; 32]),
+        [2; 8],
+        oncewire::store::VolatileStore::new(),
+        1,
+    )
+    .unwrap();
     let mut f = vec![0u8; buffer_len(3)];
     assert_eq!(tx.seal(&mut FailingRng, &clock, b"abc", &mut f).unwrap_err(), Error::Rng);
     assert_eq!(tx.used(), 0);
     assert_eq!(
-        oncewire::handshake::ClientHandshake::<RustCrypto>::start(
-            *oncewire::handshake::ServerKey::<RustCrypto>::generate(&mut OsRng).unwrap().public_key(),
+        oncewire::handshake::ClientHandshake::<DefaultProvider>::start(
+            *oncewire::handshake::ServerKey::<DefaultProvider>::generate(&mut OsRng).unwrap().public_key(),
             &mut FailingRng,
             &clock,
             &mut [0u8; 256]

@@ -31,18 +31,18 @@ impl oncewire::device::DeviceKeys for Keys {
 /// Message 2 on server A, message 3 on server B (from A's exported
 /// pending state): returns the client's session and B's.
 fn handshake_across(clock: &ManualClock) -> (Session, Session) {
-    let server = ServerKey::<oncewire::RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = ServerKey::<oncewire::DefaultProvider>::generate(&mut OsRng).unwrap();
     let device = DeviceId::new(b"lock-0042").unwrap();
-    let mut signer = SoftwareSigner::<oncewire::RustCrypto>::generate(&mut OsRng).unwrap();
+    let mut signer = SoftwareSigner::<oncewire::DefaultProvider>::generate(&mut OsRng).unwrap();
     let keys = Keys(device, signer.public_key().unwrap());
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
     let (client, n1) =
-        ClientHandshake::<oncewire::RustCrypto>::start(*server.public_key(), &mut OsRng, clock, &mut m1).unwrap();
+        ClientHandshake::<oncewire::DefaultProvider>::start(*server.public_key(), &mut OsRng, clock, &mut m1).unwrap();
     let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
     let (pending, n2) = server.accept(&mut OsRng, clock, &m1[..n1], Limits::DEFAULT, &mut m2).unwrap();
     let mut state = [0u8; PENDING_STATE_LEN];
     pending.export(&mut state).unwrap();
-    let at_b = ServerAwaitFinish::<oncewire::RustCrypto>::import(&state, Limits::DEFAULT).unwrap();
+    let at_b = ServerAwaitFinish::<oncewire::DefaultProvider>::import(&state, Limits::DEFAULT).unwrap();
     assert_eq!(at_b.session_id(), pending.session_id());
     assert_eq!(at_b.deadline_ms(), pending.deadline_ms());
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
@@ -68,16 +68,19 @@ fn request(c: &mut Session, clock: &ManualClock, body: &[u8]) -> (Vec<u8>, oncew
 #[test]
 fn pending_state_rejects_an_unknown_version() {
     let clock = ManualClock::new(NOW);
-    let server = ServerKey::<oncewire::RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = ServerKey::<oncewire::DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
     let (_, n1) =
-        ClientHandshake::<oncewire::RustCrypto>::start(*server.public_key(), &mut OsRng, &clock, &mut m1).unwrap();
+        ClientHandshake::<oncewire::DefaultProvider>::start(*server.public_key(), &mut OsRng, &clock, &mut m1).unwrap();
     let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
     let (pending, _) = server.accept(&mut OsRng, &clock, &m1[..n1], Limits::DEFAULT, &mut m2).unwrap();
     let mut state = [0u8; PENDING_STATE_LEN];
     pending.export(&mut state).unwrap();
     state[0] ^= 0xff;
-    assert_eq!(ServerAwaitFinish::<oncewire::RustCrypto>::import(&state, Limits::DEFAULT).unwrap_err(), Error::Decode);
+    assert_eq!(
+        ServerAwaitFinish::<oncewire::DefaultProvider>::import(&state, Limits::DEFAULT).unwrap_err(),
+        Error::Decode
+    );
 }
 
 #[test]
@@ -95,7 +98,7 @@ fn a_session_continues_on_another_server() {
     assert_eq!(a.seal_response(&clock, rid, b"0123456789", &mut out).unwrap_err(), Error::KeyExhausted);
 
     // Server B imports A's state: same keys, an empty window, held sends.
-    let mut b = Session::<oncewire::RustCrypto, 32>::import(&export(&a, None), Limits::DEFAULT).unwrap();
+    let mut b = Session::<oncewire::DefaultProvider, 32>::import(&export(&a, None), Limits::DEFAULT).unwrap();
     assert_eq!(b.session_id(), a.session_id());
     assert_eq!(b.device(), a.device());
     assert_eq!(b.expires_at_ms(), a.expires_at_ms());
@@ -174,7 +177,7 @@ fn a_key_update_is_applied_only_when_committed_and_exports_ahead() {
     assert_eq!(a.generations().1, 1);
     assert_eq!(export(&a, None), ahead);
 
-    let mut b = Session::<oncewire::RustCrypto, 32>::import(&ahead, Limits::DEFAULT).unwrap();
+    let mut b = Session::<oncewire::DefaultProvider, 32>::import(&ahead, Limits::DEFAULT).unwrap();
     assert_eq!(b.generations().1, 1);
     let (f, _) = request(&mut c, &clock, b"after the update");
     let mut g = f.clone();
@@ -195,15 +198,15 @@ fn imported_state_is_checked() {
     assert_eq!(c.export(None, &mut [0u8; SESSION_STATE_LEN]).unwrap_err(), Error::Misuse);
     let mut bad = state;
     bad[0] = 2;
-    assert_eq!(Session::<oncewire::RustCrypto, 32>::import(&bad, Limits::DEFAULT).unwrap_err(), Error::Decode);
+    assert_eq!(Session::<oncewire::DefaultProvider, 32>::import(&bad, Limits::DEFAULT).unwrap_err(), Error::Decode);
     // A device id length past 32, or zero, or non-zero padding.
     let at = 1 + oncewire::wire::KEY_ID_LEN;
     for len in [0u8, 33, 255] {
         let mut bad = state;
         bad[at] = len;
-        assert_eq!(Session::<oncewire::RustCrypto, 32>::import(&bad, Limits::DEFAULT).unwrap_err(), Error::Decode);
+        assert_eq!(Session::<oncewire::DefaultProvider, 32>::import(&bad, Limits::DEFAULT).unwrap_err(), Error::Decode);
     }
     let mut bad = state;
     bad[at + 1 + 31] = 1;
-    assert_eq!(Session::<oncewire::RustCrypto, 32>::import(&bad, Limits::DEFAULT).unwrap_err(), Error::Decode);
+    assert_eq!(Session::<oncewire::DefaultProvider, 32>::import(&bad, Limits::DEFAULT).unwrap_err(), Error::Decode);
 }

@@ -21,7 +21,7 @@ use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::rng::OsRng;
 use oncewire::session::{Limits, Received, Session};
 use oncewire::wire::{HEADER_LEN, buffer_len};
-use oncewire::{Error, Expiry, RustCrypto};
+use oncewire::{DefaultProvider, Error, Expiry};
 
 /// Where message 1's and message 2's ephemeral key sits: after the header
 /// and the one-byte postcard length (65).
@@ -31,7 +31,7 @@ type Msg = ([u8; MAX_HANDSHAKE_LEN], usize);
 
 fn msg1(w: &Harness, pinned: PublicKey) -> (ClientAwaitResponse, Msg) {
     let mut m = [0u8; MAX_HANDSHAKE_LEN];
-    let (c, n) = ClientHandshake::<RustCrypto>::start(pinned, &mut OsRng, &w.clock, &mut m).unwrap();
+    let (c, n) = ClientHandshake::<DefaultProvider>::start(pinned, &mut OsRng, &w.clock, &mut m).unwrap();
     (c, (m, n))
 }
 
@@ -63,7 +63,7 @@ fn server_finish(w: &Harness, p: ServerAwaitFinish, m3: &Msg) -> Result<Session,
 }
 
 fn other_point() -> PublicKey {
-    RustCrypto::p256_generate(&mut OsRng).unwrap().1
+    DefaultProvider::p256_generate(&mut OsRng).unwrap().1
 }
 
 /// A full, genuine run still works in every test world (the attacks below
@@ -91,7 +91,7 @@ fn mitm_substitutes_the_client_ephemeral() {
     let mut id = [0u8; 8];
     id.copy_from_slice(&genuine.0[4..12]);
     let mut forged = [0u8; MAX_HANDSHAKE_LEN];
-    let (mitm, fn1) = ClientHandshake::<RustCrypto>::start(
+    let (mitm, fn1) = ClientHandshake::<DefaultProvider>::start(
         *w.server.public_key(),
         &mut ScriptRng::new(&[&id]),
         &w.clock,
@@ -103,7 +103,7 @@ fn mitm_substitutes_the_client_ephemeral() {
 
     // ...and its own message 3, signed by a key that is not the enrolled
     // device's, does not establish a session on the server.
-    let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let mut thief = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
     let (_, n3) =
         mitm.finish::<_, 32>(&w.clock, &m2.0[..m2.1], w.device, &mut thief, Limits::DEFAULT, &mut m3).unwrap();
@@ -145,7 +145,7 @@ fn a_wrong_server_static_key_fails() {
 
     // An impostor server (its own static key) answering a client that pinned
     // the real one cannot produce a message 2 the client accepts.
-    let impostor = ServerKey::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let impostor = ServerKey::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let (c, m1) = msg1(&w, *w.server.public_key());
     let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
     assert_eq!(
@@ -157,9 +157,13 @@ fn a_wrong_server_static_key_fails() {
     let mut m1i = [0u8; MAX_HANDSHAKE_LEN];
     let mut id = [0u8; 8];
     id.copy_from_slice(&m1.0[4..12]);
-    let (_, n1i) =
-        ClientHandshake::<RustCrypto>::start(*impostor.public_key(), &mut ScriptRng::new(&[&id]), &w.clock, &mut m1i)
-            .unwrap();
+    let (_, n1i) = ClientHandshake::<DefaultProvider>::start(
+        *impostor.public_key(),
+        &mut ScriptRng::new(&[&id]),
+        &w.clock,
+        &mut m1i,
+    )
+    .unwrap();
     let (_, n2) = impostor.accept(&mut OsRng, &w.clock, &m1i[..n1i], Limits::DEFAULT, &mut m2).unwrap();
     assert_eq!(client_finish(&mut w, c, &m2[..n2]).unwrap_err(), Error::Authentication);
 }
@@ -170,7 +174,7 @@ fn a_wrong_or_unenrolled_device_key_fails() {
     // Enrolled device id, but the handshake is signed by another key.
     let (c, m1) = msg1(&w, *w.server.public_key());
     let (p, m2) = msg2(&w, &m1);
-    let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let mut thief = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
     let (_, n3) = c.finish::<_, 32>(&w.clock, &m2.0[..m2.1], w.device, &mut thief, Limits::DEFAULT, &mut m3).unwrap();
     assert_eq!(server_finish(&w, p, &(m3, n3)).unwrap_err(), Error::Authentication);
@@ -204,9 +208,13 @@ fn replayed_handshake_messages_do_not_yield_a_session() {
     let mut id = [0u8; 8];
     id.copy_from_slice(&m1.0[4..12]);
     let mut buf = [0u8; MAX_HANDSHAKE_LEN];
-    let (c2, _) =
-        ClientHandshake::<RustCrypto>::start(*w.server.public_key(), &mut ScriptRng::new(&[&id]), &w.clock, &mut buf)
-            .unwrap();
+    let (c2, _) = ClientHandshake::<DefaultProvider>::start(
+        *w.server.public_key(),
+        &mut ScriptRng::new(&[&id]),
+        &w.clock,
+        &mut buf,
+    )
+    .unwrap();
     assert_eq!(client_finish(&mut w, c2, &m2.0[..m2.1]).unwrap_err(), Error::Authentication);
     // With a fresh random id it is not even routed to the handshake.
     let (c3, _) = msg1(&w, *w.server.public_key());

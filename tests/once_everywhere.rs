@@ -39,7 +39,7 @@ use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamOpener, Stream
 use oncewire::token::{Claims, PROOF_LEN, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
 use oncewire::{
-    Clock, CounterReceiver, CounterSender, Error, Expiry, OneShotReceiver, OneShotSender, RustCrypto, Secret,
+    Clock, CounterReceiver, CounterSender, DefaultProvider, Error, Expiry, OneShotReceiver, OneShotSender, Secret,
 };
 use proptest::prelude::*;
 use std::collections::{HashSet, VecDeque};
@@ -92,7 +92,7 @@ fn open_record(sv: &mut Session, clock: &ManualClock, frame: &[u8]) -> Result<Ve
 const APP: &[u8] = b"app";
 const AAD: &[u8] = b"aad";
 
-type Rx<const N: usize> = RequestReceiver<Aes256Gcm, RustCrypto, N>;
+type Rx<const N: usize> = RequestReceiver<Aes256Gcm, DefaultProvider, N>;
 
 fn state_key() -> Secret<32> {
     Secret::new([7; 32])
@@ -132,7 +132,7 @@ fn open_request<const N: usize>(
 #[test]
 fn f01_one_shot_request_replay_is_rejected() {
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut rx = Rx::<8>::new(&state_key(), F);
 
     // Accepted once; the byte-identical copy is a replay.
@@ -182,7 +182,7 @@ fn f01_one_shot_request_replay_is_rejected() {
     assert_eq!(rx.open(&server, None, &clock, APP, b"other", &mut buf).unwrap_err(), Error::Authentication);
     assert_eq!(buf, genuine);
     // Another recipient key.
-    let other = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let other = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     assert_eq!(open_request(&mut rx, &other, None, &clock, &genuine), Err(Error::Authentication));
     // Truncated.
     assert_eq!(open_request(&mut rx, &server, None, &clock, &genuine[..REQUEST_OVERHEAD - 1]), Err(Error::Truncated));
@@ -197,7 +197,7 @@ fn f01_one_shot_request_replay_is_rejected() {
 #[test]
 fn f01_one_shot_request_flood_never_reopens_an_old_request() {
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut rx = Rx::<8>::new(&state_key(), F);
     let old = seal_request(&clock, server.public_key(), None, b"old");
     open_request(&mut rx, &server, None, &clock, &old).unwrap();
@@ -229,7 +229,7 @@ fn f01_one_shot_request_flood_never_reopens_an_old_request() {
 #[test]
 fn f01_one_shot_request_replay_is_refused_after_snapshot_and_restart() {
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut rx = Rx::<8>::new(&state_key(), F);
     let req = seal_request(&clock, server.public_key(), None, b"POST /unlock");
     open_request(&mut rx, &server, None, &clock, &req).unwrap();
@@ -245,7 +245,7 @@ fn f01_one_shot_request_replay_is_refused_after_snapshot_and_restart() {
     assert_eq!(Rx::<8>::restore(&state_key(), F, snap, 4).unwrap_err(), Error::Rollback);
     assert_eq!(Rx::<8>::restore(&Secret::new([8; 32]), F, snap, 3).unwrap_err(), Error::Authentication);
     assert_eq!(
-        ReplayCache::<RustCrypto, 8>::restore(Purpose::TokenProofs, &state_key(), F, snap, 3).unwrap_err(),
+        ReplayCache::<DefaultProvider, 8>::restore(Purpose::TokenProofs, &state_key(), F, snap, 3).unwrap_err(),
         Error::Authentication
     );
     assert_eq!(Rx::<4>::restore(&state_key(), F, snap, 3).unwrap_err(), Error::Authentication);
@@ -266,9 +266,9 @@ fn f01_one_shot_request_replay_is_refused_after_snapshot_and_restart() {
 #[test]
 fn f01_one_shot_request_auth_mode_is_accepted_once_and_bound_to_the_sender() {
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
-    let sender = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
-    let other = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
+    let sender = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
+    let other = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut rx = Rx::<8>::new(&state_key(), F);
     let req = seal_request(&clock, server.public_key(), Some(&sender), b"auth");
     // Opened as base mode, or as sent by another key: not authentic, nothing consumed.
@@ -418,7 +418,7 @@ fn request_pool() -> &'static RequestPool {
     static POOL_CELL: OnceLock<RequestPool> = OnceLock::new();
     POOL_CELL.get_or_init(|| {
         let server_secret = [0x42; 32];
-        let server = KeyPair::<RustCrypto>::from_bytes(&Secret::new(server_secret)).unwrap();
+        let server = KeyPair::<DefaultProvider>::from_bytes(&Secret::new(server_secret)).unwrap();
         let ts: Vec<u64> = (0..POOL).map(|i| pool_ts(i, POOL, 50)).collect();
         let requests = (0..POOL)
             .map(|i| seal_request(&ManualClock::new(ts[i]), server.public_key(), None, &[i as u8; 8]))
@@ -429,7 +429,7 @@ fn request_pool() -> &'static RequestPool {
 
 fn requests_model<const N: usize>(ops: &[Op]) {
     let pool = request_pool();
-    let server = KeyPair::<RustCrypto>::from_bytes(&Secret::new(pool.server_secret)).unwrap();
+    let server = KeyPair::<DefaultProvider>::from_bytes(&Secret::new(pool.server_secret)).unwrap();
     let mut rx = Rx::<N>::new(&state_key(), PF);
     let ring = rx.cache().ring().clone();
     check_against_model::<N>(ops, &pool.ts, BASE + 1_000, BASE, ring, |i, forged, now| {
@@ -477,8 +477,8 @@ struct TokenWorld {
 
 fn token_world() -> TokenWorld {
     let mut rng = OsRng;
-    let issuer = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut rng).unwrap());
-    let device = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    let issuer = TokenIssuer::<DefaultProvider>::new(DefaultProvider::signing_key_generate(&mut rng).unwrap());
+    let device = SoftwareSigner::<DefaultProvider>::generate(&mut rng).unwrap();
     let device_pk = device.public_key().unwrap();
     let claims = Claims {
         iss: "https://auth.example",
@@ -499,13 +499,13 @@ fn at(t: u64) -> ManualClock {
     ManualClock::new(t)
 }
 
-fn proof_cache<const N: usize>(f: Freshness) -> ReplayCache<RustCrypto, N> {
+fn proof_cache<const N: usize>(f: Freshness) -> ReplayCache<DefaultProvider, N> {
     ReplayCache::new(Purpose::TokenProofs, &Secret::new([3; 32]), f)
 }
 
 impl TokenWorld {
     fn verifier(&self) -> TokenVerifier<'static> {
-        TokenVerifier::<RustCrypto>::new(self.issuer_pk, "api.example", 5_000)
+        TokenVerifier::<DefaultProvider>::new(self.issuer_pk, "api.example", 5_000)
     }
 
     fn proof(&mut self, iat: u64, request: &[u8]) -> [u8; PROOF_LEN] {
@@ -515,7 +515,7 @@ impl TokenWorld {
     /// verify_bound; on error, checks that the cache's ring is unchanged.
     fn verify<const N: usize>(
         &self,
-        cache: &mut ReplayCache<RustCrypto, N>,
+        cache: &mut ReplayCache<DefaultProvider, N>,
         now: u64,
         key: &PublicKey,
         request: &[u8],
@@ -564,7 +564,7 @@ fn f02_rejected_token_proofs_consume_nothing() {
     let mut cache = proof_cache::<8>(F);
     let proof = w.proof(NOW, REQ);
     // A thief's key and proof: the token names another key.
-    let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let mut thief = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let thief_pk = thief.public_key().unwrap();
     let thief_proof = Prover::new(&mut thief).prove(&mut OsRng, &at(NOW), &w.token, REQ).unwrap().to_bytes();
     assert_eq!(w.verify(&mut cache, NOW, &thief_pk, REQ, &thief_proof), Err(Error::KeyMismatch));
@@ -627,7 +627,7 @@ fn proof_pool() -> &'static ProofPool {
 
 fn proofs_model<const N: usize>(ops: &[Op]) {
     let pool = proof_pool();
-    let v = TokenVerifier::<RustCrypto>::new(pool.issuer_pk, "api.example", 5_000);
+    let v = TokenVerifier::<DefaultProvider>::new(pool.issuer_pk, "api.example", 5_000);
     let mut cache = proof_cache::<N>(PF);
     let ring = cache.ring().clone();
     check_against_model::<N>(ops, &pool.ts, BASE + 1_000, BASE, ring, |i, forged, now| {
@@ -747,11 +747,13 @@ fn counter_key(b: u8) -> Secret<32> {
 }
 
 fn counter_tx(key: u8, sid: [u8; 8]) -> CounterSender {
-    CounterSender::<RustCrypto>::new(&counter_key(key), Secret::new([0x11; 12]), sid, 0).unwrap()
+    CounterSender::<DefaultProvider>::new(&counter_key(key), Secret::new([0x11; 12]), sid, 0).unwrap()
 }
 
-fn counter_rx(key: u8, sid: [u8; 8]) -> CounterReceiver<RustCrypto, 4> {
-    CounterReceiver::<RustCrypto, 4>::new(&counter_key(key), Secret::new([0x11; 12]), sid).unwrap().with_freshness(F)
+fn counter_rx(key: u8, sid: [u8; 8]) -> CounterReceiver<DefaultProvider, 4> {
+    CounterReceiver::<DefaultProvider, 4>::new(&counter_key(key), Secret::new([0x11; 12]), sid)
+        .unwrap()
+        .with_freshness(F)
 }
 
 /// 40 crafted bytes: a plausible body and a made-up tag.
@@ -817,7 +819,7 @@ fn f05_counter_receiver_snapshots_are_authenticated() {
 }
 
 fn one_shot_tx(key: u8) -> OneShotSender<VolatileStore> {
-    OneShotSender::<_, RustCrypto>::boot(&counter_key(key), KID, VolatileStore::new(), 16).unwrap()
+    OneShotSender::<_, DefaultProvider>::boot(&counter_key(key), KID, VolatileStore::new(), 16).unwrap()
 }
 
 fn seal_one_shot(tx: &mut OneShotSender<VolatileStore>, clock: &ManualClock, payload: &[u8]) -> Vec<u8> {
@@ -828,7 +830,7 @@ fn seal_one_shot(tx: &mut OneShotSender<VolatileStore>, clock: &ManualClock, pay
 }
 
 fn open_one_shot<const N: usize>(
-    rx: &mut OneShotReceiver<RustCrypto, N>,
+    rx: &mut OneShotReceiver<DefaultProvider, N>,
     clock: &ManualClock,
     frame: &[u8],
 ) -> Result<Vec<u8>, Error> {
@@ -846,7 +848,7 @@ fn open_one_shot<const N: usize>(
 fn f05_one_shot_receiver_snapshots_are_authenticated() {
     let clock = ManualClock::new(T0);
     let mut tx = one_shot_tx(1);
-    let mut rx = OneShotReceiver::<RustCrypto, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
+    let mut rx = OneShotReceiver::<DefaultProvider, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
     let mut old = vec![0u8; 1024];
     let on = rx.snapshot(1, &mut old).unwrap();
     old.truncate(on);
@@ -856,7 +858,7 @@ fn f05_one_shot_receiver_snapshots_are_authenticated() {
     let n = rx.snapshot(2, &mut snap).unwrap();
     snap.truncate(n);
 
-    type R = OneShotReceiver<RustCrypto, 8>;
+    type R = OneShotReceiver<DefaultProvider, 8>;
     let restore = |bytes: &[u8], epoch: u64| R::restore(&counter_key(1), KID, bytes, epoch, F, HK);
     assert_eq!(old[0], 1, "postcard varint epoch");
     let mut relabelled = old.clone();
@@ -865,13 +867,14 @@ fn f05_one_shot_receiver_snapshots_are_authenticated() {
     // Another key id, and another key.
     assert_eq!(R::restore(&counter_key(1), *b"key-0002", &snap, 2, F, HK).unwrap_err(), Error::Authentication);
     assert_eq!(R::restore(&counter_key(2), KID, &snap, 2, F, HK).unwrap_err(), Error::Authentication);
-    let other = OneShotReceiver::<RustCrypto, 8>::new(&counter_key(1), *b"key-0002", NonceRing::new(F, HK)).unwrap();
+    let other =
+        OneShotReceiver::<DefaultProvider, 8>::new(&counter_key(1), *b"key-0002", NonceRing::new(F, HK)).unwrap();
     let mut foreign = vec![0u8; 1024];
     let m = other.snapshot(2, &mut foreign).unwrap();
     assert_eq!(restore(&foreign[..m], 2).unwrap_err(), Error::Authentication);
     // Another capacity.
     assert_eq!(
-        OneShotReceiver::<RustCrypto, 4>::restore(&counter_key(1), KID, &snap, 2, F, HK).unwrap_err(),
+        OneShotReceiver::<DefaultProvider, 4>::restore(&counter_key(1), KID, &snap, 2, F, HK).unwrap_err(),
         Error::Authentication
     );
     // Crafted.
@@ -889,7 +892,7 @@ fn f05_one_shot_receiver_snapshots_are_authenticated() {
 
 #[test]
 fn f05_nonce_ring_snapshots_are_authenticated() {
-    let key = SnapshotKey::<RustCrypto>::derive(b"receiver secret");
+    let key = SnapshotKey::<DefaultProvider>::derive(b"receiver secret");
     let mut ring = NonceRing::<8>::new(F, HK);
     let mut old = vec![0u8; 1024];
     let on = ring.snapshot(&key, b"ctx-1", 1, &mut old).unwrap();
@@ -898,7 +901,7 @@ fn f05_nonce_ring_snapshots_are_authenticated() {
     let mut snap = vec![0u8; 1024];
     let n = ring.snapshot(&key, b"ctx-1", 2, &mut snap).unwrap();
     snap.truncate(n);
-    let restore = |bytes: &[u8], k: &SnapshotKey<RustCrypto>, ctx: &[u8], epoch: u64| {
+    let restore = |bytes: &[u8], k: &SnapshotKey<DefaultProvider>, ctx: &[u8], epoch: u64| {
         NonceRing::<8>::restore(bytes, k, ctx, epoch, F, HK)
     };
     let mut relabelled = old.clone();
@@ -906,7 +909,7 @@ fn f05_nonce_ring_snapshots_are_authenticated() {
     relabelled[0] = 2;
     assert_eq!(restore(&relabelled, &key, b"ctx-1", 2).unwrap_err(), Error::Authentication);
     assert_eq!(restore(&snap, &key, b"ctx-2", 2).unwrap_err(), Error::Authentication);
-    let other = SnapshotKey::<RustCrypto>::derive(b"another secret");
+    let other = SnapshotKey::<DefaultProvider>::derive(b"another secret");
     assert_eq!(restore(&snap, &other, b"ctx-1", 2).unwrap_err(), Error::Authentication);
     assert_eq!(restore(&snap[..3], &key, b"ctx-1", 2).unwrap_err(), Error::Truncated);
     assert_eq!(restore(&crafted_40(), &key, b"ctx-1", 2).unwrap_err(), Error::Authentication);
@@ -932,7 +935,8 @@ fn f06_a_reboot_with_a_clock_behind_does_not_reopen_accepted_frames() {
     let boot1 = ManualClock::new(T - 20_000);
     let (mut mark, floor) = TimeMark::boot(&mut mark_store, &boot1, &F, 1_000).unwrap();
     assert_eq!(floor.get(), Some(T - 20_000 + F.max_future_skew_ms));
-    let mut rx = OneShotReceiver::<RustCrypto, 64>::new(&key, KID, NonceRing::new(F, HK).with_floor(floor)).unwrap();
+    let mut rx =
+        OneShotReceiver::<DefaultProvider, 64>::new(&key, KID, NonceRing::new(F, HK).with_floor(floor)).unwrap();
     // At real time T: cover, then accept.
     let clock = ManualClock::new(T);
     let frames: Vec<Vec<u8>> = (0..3u8).map(|i| seal_one_shot(&mut tx, &sender_clock, &[i; 5])).collect();
@@ -948,7 +952,8 @@ fn f06_a_reboot_with_a_clock_behind_does_not_reopen_accepted_frames() {
     let behind = ManualClock::new(T - 60_000);
     let (mut mark2, floor2) = TimeMark::boot(&mut mark_store, &behind, &F, 1_000).unwrap();
     assert!(floor2.get().unwrap() >= T + F.max_future_skew_ms, "floor {floor2:?} below what was accepted");
-    let mut rx2 = OneShotReceiver::<RustCrypto, 64>::new(&key, KID, NonceRing::new(F, HK).with_floor(floor2)).unwrap();
+    let mut rx2 =
+        OneShotReceiver::<DefaultProvider, 64>::new(&key, KID, NonceRing::new(F, HK).with_floor(floor2)).unwrap();
     mark2.cover(&behind).unwrap();
     for f in &frames {
         assert_eq!(open_one_shot(&mut rx2, &behind, f), Err(Error::Stale));
@@ -964,7 +969,7 @@ fn f06_a_reboot_with_a_clock_behind_does_not_reopen_accepted_frames() {
     // and once the clock is synced the pre-reboot frames are accepted a second time.
     let unsound = NonceRing::<64>::after_restart(F, HK, behind.now_ms());
     assert_eq!(unsound.floor().get(), Some(T - 60_000 + F.max_future_skew_ms));
-    let mut rx_old = OneShotReceiver::<RustCrypto, 64>::new(&key, KID, unsound).unwrap();
+    let mut rx_old = OneShotReceiver::<DefaultProvider, 64>::new(&key, KID, unsound).unwrap();
     for f in &frames {
         assert!(open_one_shot(&mut rx_old, &clock, f).is_ok(), "documents the unsound precondition");
     }
@@ -991,7 +996,7 @@ fn f06_a_counter_receiver_with_a_restart_floor_checks_freshness() {
     let mut store = VolatileStore::new();
     let (mut mark, floor) = TimeMark::boot(&mut store, &ManualClock::new(T - 20_000), &F, 1_000).unwrap();
     let mk = |floor: TimeFloor| {
-        CounterReceiver::<RustCrypto, 4>::new(&counter_key(1), Secret::new([0x11; 12]), SID)
+        CounterReceiver::<DefaultProvider, 4>::new(&counter_key(1), Secret::new([0x11; 12]), SID)
             .unwrap()
             .with_restart_floor(floor, F)
     };
@@ -1015,7 +1020,7 @@ fn f06_a_counter_receiver_with_a_restart_floor_checks_freshness() {
     // receiver restarted with a floor at boot + skew accepts it a second time once its
     // clock reaches the frame's timestamp.
     let mut no_freshness =
-        CounterReceiver::<RustCrypto, 4>::new(&counter_key(1), Secret::new([0x11; 12]), SID).unwrap();
+        CounterReceiver::<DefaultProvider, 4>::new(&counter_key(1), Secret::new([0x11; 12]), SID).unwrap();
     assert_eq!(open_counter(&mut no_freshness, &ManualClock::new(T), &fast).unwrap(), b"fast");
     let mut after = mk(TimeFloor::after_restart(T + 1_000, &F));
     assert_eq!(open_counter(&mut after, &ManualClock::new(T + 60_000), &fast).unwrap(), b"fast");
@@ -1028,7 +1033,7 @@ fn f06_a_counter_receiver_with_a_restart_floor_checks_freshness() {
 #[test]
 fn f07_an_answered_stateless_challenge_stays_used_across_a_restart() {
     const TTL: u64 = 60_000;
-    type S = StatelessChallenges<RustCrypto, 16>;
+    type S = StatelessChallenges<DefaultProvider, 16>;
     let mac = || Secret::new([9; 32]);
     let hk = [4; 16];
     let clock = ManualClock::new(T0);
@@ -1116,17 +1121,23 @@ fn der(raw: &[u8; 64]) -> Vec<u8> {
 
 #[test]
 fn f08_only_raw_low_s_signatures_verify() {
-    let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let mut signer = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let pk = signer.public_key().unwrap();
     let digest = [0x3c; 32];
     let low = signer.sign_digest(&digest).unwrap().to_raw_low_s().unwrap();
-    SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &low).unwrap();
+    SignatureVerifier::<DefaultProvider>::new().verify(&pk, &digest, &low).unwrap();
     let high = high_s(&low);
     assert_ne!(high, low);
     // The other encodings of the same signature are refused by the verifier.
-    assert_eq!(SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &high), Err(Error::Authentication));
-    assert_eq!(SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &der(&low)), Err(Error::Authentication));
-    assert_eq!(SignatureVerifier::<RustCrypto>::new().verify(&pk, &digest, &der(&high)), Err(Error::Authentication));
+    assert_eq!(SignatureVerifier::<DefaultProvider>::new().verify(&pk, &digest, &high), Err(Error::Authentication));
+    assert_eq!(
+        SignatureVerifier::<DefaultProvider>::new().verify(&pk, &digest, &der(&low)),
+        Err(Error::Authentication)
+    );
+    assert_eq!(
+        SignatureVerifier::<DefaultProvider>::new().verify(&pk, &digest, &der(&high)),
+        Err(Error::Authentication)
+    );
     // Clients convert them to the one wire form.
     assert_eq!(DeviceSignature::from_raw(&high).unwrap().to_raw_low_s().unwrap(), low);
     assert_eq!(DeviceSignature::from_der(&der(&low)).unwrap().to_raw_low_s().unwrap(), low);
@@ -1171,7 +1182,7 @@ fn f09_nonce_ring_debug_does_not_print_the_hash_key() {
         }
     }
     // Nor does a receiver or cache that holds one.
-    let rx = OneShotReceiver::<RustCrypto, 4>::new(&counter_key(1), KID, ring).unwrap();
+    let rx = OneShotReceiver::<DefaultProvider, 4>::new(&counter_key(1), KID, ring).unwrap();
     let text = format!("{rx:?}").to_lowercase();
     assert!(!text.contains("12370169555311111083") && !text.contains("abababab"), "{text}");
 }
@@ -1223,10 +1234,10 @@ const _: fn() = || <EnrollmentChallenge as AmbiguousIfClone<_>>::check();
 fn f11_an_enrollment_answer_names_its_server_and_re_enrollment_is_refused() {
     let mut rng = OsRng;
     let clock = ManualClock::new(T0);
-    let server_a = ServerKey::<RustCrypto>::generate(&mut rng).unwrap();
-    let server_b = ServerKey::<RustCrypto>::generate(&mut rng).unwrap();
+    let server_a = ServerKey::<DefaultProvider>::generate(&mut rng).unwrap();
+    let server_b = ServerKey::<DefaultProvider>::generate(&mut rng).unwrap();
     let device = DeviceId::new(b"lock-0042").unwrap();
-    let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    let mut signer = SoftwareSigner::<DefaultProvider>::generate(&mut rng).unwrap();
     // Server B's challenge, relayed by server A: the device answers for A.
     let challenge: EnrollmentChallenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
     let for_a = Prover::new(&mut signer).answer_enrollment(server_a.public_key(), challenge.nonce(), device).unwrap();
@@ -1238,7 +1249,7 @@ fn f11_an_enrollment_answer_names_its_server_and_re_enrollment_is_refused() {
     assert_eq!(enrolled.public_key, signer.public_key().unwrap());
 
     // Re-enrollment policy.
-    let other = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap().public_key().unwrap();
+    let other = SoftwareSigner::<DefaultProvider>::generate(&mut rng).unwrap().public_key().unwrap();
     assert_eq!(enrolled.admit(Some(&other), ReEnrollment::Refuse), Err(Error::AlreadyEnrolled));
     assert_eq!(ReEnrollment::default(), ReEnrollment::Refuse);
     assert_eq!(enrolled.admit(Some(&other), ReEnrollment::default()), Err(Error::AlreadyEnrolled));
@@ -1256,7 +1267,7 @@ fn f13_one_shot_usage_survives_a_reboot() {
     let key = counter_key(1);
     let clock = ManualClock::new(T0);
     let mut store = VolatileStore::new();
-    let mut tx = OneShotSender::<_, RustCrypto>::boot(&key, KID, &mut store, 16).unwrap();
+    let mut tx = OneShotSender::<_, DefaultProvider>::boot(&key, KID, &mut store, 16).unwrap();
     assert_eq!(tx.used(), 0);
     let mut buf = vec![0u8; buffer_len(4)];
     for _ in 0..5 {
@@ -1265,11 +1276,11 @@ fn f13_one_shot_usage_survives_a_reboot() {
     assert_eq!(tx.used(), 5);
     drop(tx);
     // Rebooted on the same store: never back at 0.
-    let tx = OneShotSender::<_, RustCrypto>::boot(&key, KID, &mut store, 16).unwrap();
+    let tx = OneShotSender::<_, DefaultProvider>::boot(&key, KID, &mut store, 16).unwrap();
     assert!(tx.used() >= 5, "a reboot reset the usage to {}", tx.used());
     drop(tx);
     // With a cap of 6, the reboot leaves at most one invocation.
-    let mut tx = OneShotSender::<_, RustCrypto>::boot(&key, KID, &mut store, 16).unwrap().with_cap(6);
+    let mut tx = OneShotSender::<_, DefaultProvider>::boot(&key, KID, &mut store, 16).unwrap().with_cap(6);
     assert!(tx.remaining() <= 1);
     let mut sealed = 0;
     let err = loop {
@@ -1288,14 +1299,15 @@ fn f13_long_lived_keys_refuse_oversized_payloads() {
     let clock = ManualClock::new(T0);
     let big = vec![0x11u8; LONG_KEY_MAX_PAYLOAD + 1];
     let mut out = vec![0u8; buffer_len(big.len())];
-    let mut tx = OneShotSender::<_, RustCrypto>::boot(&key, KID, VolatileStore::new(), 16).unwrap();
+    let mut tx = OneShotSender::<_, DefaultProvider>::boot(&key, KID, VolatileStore::new(), 16).unwrap();
     assert_eq!(tx.seal(&mut OsRng, &clock, &big, &mut out).unwrap_err(), Error::PayloadTooLarge);
     assert_eq!(tx.used(), 0, "a refused seal used an invocation");
     tx.seal(&mut OsRng, &clock, &big[..LONG_KEY_MAX_PAYLOAD], &mut out).unwrap();
     assert_eq!(tx.used(), 1);
 
     let mut ps =
-        PersistentSender::<_, RustCrypto>::boot(&key, Secret::new([0x22; 12]), SID, VolatileStore::new(), 16).unwrap();
+        PersistentSender::<_, DefaultProvider>::boot(&key, Secret::new([0x22; 12]), SID, VolatileStore::new(), 16)
+            .unwrap();
     assert_eq!(ps.seal(&clock, &big, &mut out).unwrap_err(), Error::PayloadTooLarge);
     assert_eq!(ps.next_seq(), 0);
     ps.seal(&clock, &big[..LONG_KEY_MAX_PAYLOAD], &mut out).unwrap();
@@ -1322,7 +1334,7 @@ fn f13_sessions_count_aes_blocks_and_one_shot_receivers_count_forgeries() {
 
     // One-shot receiver integrity limit.
     let mut tx = one_shot_tx(1);
-    let mut rx = OneShotReceiver::<RustCrypto, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
+    let mut rx = OneShotReceiver::<DefaultProvider, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
     rx.set_max_failed(2);
     for _ in 0..2 {
         let mut forged = seal_one_shot(&mut tx, &clock, b"forged");
@@ -1388,28 +1400,34 @@ fn f15_opened_values_do_not_debug_print_their_plaintext() {
 
     // One-shot frame: Opened.
     let mut tx = one_shot_tx(1);
-    let mut rx = OneShotReceiver::<RustCrypto, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
+    let mut rx = OneShotReceiver::<DefaultProvider, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
     let mut f = seal_one_shot(&mut tx, &clock, SECRET_TEXT);
     let opened = rx.open_in_place(&clock, &mut f).unwrap();
     assert_eq!(opened.payload, SECRET_TEXT);
     assert_hides_plaintext("one-shot Opened", &opened);
 
     // Stream chunk.
-    let device = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let device = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut header = [0u8; STREAM_HEADER_LEN];
-    let mut sealer =
-        StreamSealer::<Aes256Gcm, RustCrypto>::start(&mut OsRng, device.public_key(), None, b"fw", 64, &mut header)
-            .unwrap();
+    let mut sealer = StreamSealer::<Aes256Gcm, DefaultProvider>::start(
+        &mut OsRng,
+        device.public_key(),
+        None,
+        b"fw",
+        64,
+        &mut header,
+    )
+    .unwrap();
     let mut chunk = vec![0u8; chunk_buffer_len(SECRET_TEXT.len())];
     chunk[CHUNK_HEADER_LEN..][..SECRET_TEXT.len()].copy_from_slice(SECRET_TEXT);
     let n = sealer.seal_chunk(&mut chunk, SECRET_TEXT.len(), true).unwrap();
-    let mut opener = StreamOpener::<Aes256Gcm, RustCrypto>::start(&header, &device, None, b"fw").unwrap();
+    let mut opener = StreamOpener::<Aes256Gcm, DefaultProvider>::start(&header, &device, None, b"fw").unwrap();
     let c = opener.open_chunk(&mut chunk[..n]).unwrap();
     assert_eq!(c.data, SECRET_TEXT);
     assert_hides_plaintext("Chunk", &c);
 
     // One-shot request.
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut rx = Rx::<8>::new(&state_key(), F);
     let mut req = seal_request(&clock, server.public_key(), None, SECRET_TEXT);
     let opened = rx.open(&server, None, &clock, APP, AAD, &mut req).unwrap();
@@ -1422,7 +1440,7 @@ fn f15_opened_values_do_not_debug_print_their_plaintext() {
 // ---------------------------------------------------------------------------
 
 fn table_verify<const N: usize>(t: &mut ChallengeTable<N>, clock: &ManualClock, c: &Challenge) -> Result<(), Error> {
-    t.verify_bound::<RustCrypto>(clock, &bind(c, REQ), REQ)
+    t.verify_bound::<DefaultProvider>(clock, &bind(c, REQ), REQ)
 }
 
 #[test]
@@ -1541,14 +1559,14 @@ fn replays_are_counted_in_the_audit_counters() {
 
     // One-shot frame.
     let mut tx = one_shot_tx(1);
-    let mut rx = OneShotReceiver::<RustCrypto, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
+    let mut rx = OneShotReceiver::<DefaultProvider, 8>::new(&counter_key(1), KID, NonceRing::new(F, HK)).unwrap();
     let f = seal_one_shot(&mut tx, &clock, b"x");
     open_one_shot(&mut rx, &clock, &f).unwrap();
     assert_eq!(open_one_shot(&mut rx, &clock, &f), Err(Error::Replay));
     assert_eq!((rx.audit().accepted, rx.audit().replay_rejected), (1, 1));
 
     // One-shot request.
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let mut rx = Rx::<8>::new(&state_key(), F);
     let req = seal_request(&clock, server.public_key(), None, b"x");
     open_request(&mut rx, &server, None, &clock, &req).unwrap();
@@ -1565,7 +1583,7 @@ fn replays_are_counted_in_the_audit_counters() {
     assert_eq!((cache.audit().accepted, cache.audit().replay_rejected), (1, 1));
 
     // Stateless challenge.
-    let mut sc = StatelessChallenges::<RustCrypto, 8>::new(Secret::new([9; 32]), 60_000, [4; 16]);
+    let mut sc = StatelessChallenges::<DefaultProvider, 8>::new(Secret::new([9; 32]), 60_000, [4; 16]);
     let ch = sc.issue(&mut OsRng, &clock).unwrap();
     let b = bind(&ch, REQ);
     sc.verify_bound(&clock, &b, REQ).unwrap();

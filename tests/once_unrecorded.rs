@@ -28,19 +28,19 @@ use oncewire::replay::Freshness;
 use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver, RequestSender};
 use oncewire::rng::OsRng;
 use oncewire::token::{Claims, TokenIssuer, TokenProof, TokenVerifier};
-use oncewire::{Audit, Error, Expiry, RustCrypto, Secret};
+use oncewire::{Audit, DefaultProvider, Error, Expiry, Secret};
 
 const F: Freshness = Freshness::DEFAULT;
 const TTL: u64 = 30_000;
 const APP: &[u8] = b"app";
 const AAD: &[u8] = b"aad";
 
-type Rx = RequestReceiver<Aes256Gcm, RustCrypto, 16>;
-type Cache = ReplayCache<RustCrypto, 16>;
-type Issuer = StatelessChallenges<RustCrypto, 16>;
+type Rx = RequestReceiver<Aes256Gcm, DefaultProvider, 16>;
+type Cache = ReplayCache<DefaultProvider, 16>;
+type Issuer = StatelessChallenges<DefaultProvider, 16>;
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-    <RustCrypto as CryptoProvider>::sha256(parts)
+    <DefaultProvider as CryptoProvider>::sha256(parts)
 }
 
 fn id12(digest: &[u8; 32]) -> [u8; 12] {
@@ -91,7 +91,7 @@ fn open(rx: &mut Rx, server: &KeyPair, clock: &ManualClock, req: &[u8]) -> Resul
 #[test]
 fn requests_open_unrecorded_returns_the_once_and_records_nothing() {
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let rx = Rx::new(&state_key(), F);
     let req = seal_request(&clock, server.public_key(), b"POST /unlock");
 
@@ -122,7 +122,7 @@ fn requests_open_unrecorded_returns_the_once_and_records_nothing() {
 #[test]
 fn requests_the_once_is_what_open_records() {
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let req = seal_request(&clock, server.public_key(), b"POST /pay 10");
     let (_, once) = open_unrecorded(&Rx::new(&state_key(), F), &server, &clock, &req).unwrap();
 
@@ -146,7 +146,7 @@ fn requests_the_once_is_what_open_records() {
 #[test]
 fn requests_a_forged_request_fails_as_open_fails_and_leaves_the_buffer() {
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let rx = Rx::new(&state_key(), F);
     let genuine = seal_request(&clock, server.public_key(), b"POST /pay 10");
     let flip = |i: usize| {
@@ -156,7 +156,7 @@ fn requests_a_forged_request_fails_as_open_fails_and_leaves_the_buffer() {
     };
     let stale = seal_request(&ManualClock::new(T0 - F.max_age_ms - 1), server.public_key(), b"old");
     let future = seal_request(&ManualClock::new(T0 + F.max_future_skew_ms + 1), server.public_key(), b"f");
-    let other_key = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let other_key = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let cases: [(&str, Vec<u8>, &KeyPair, Error); 7] = [
         ("ciphertext", flip(PAYLOAD_OFFSET + 2), &server, Error::Authentication),
         ("tag", flip(genuine.len() - 1), &server, Error::Authentication),
@@ -194,8 +194,8 @@ struct Tokens {
 }
 
 fn tokens() -> Tokens {
-    let issuer = TokenIssuer::<RustCrypto>::generate(&mut OsRng).unwrap();
-    let device = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let issuer = TokenIssuer::<DefaultProvider>::generate(&mut OsRng).unwrap();
+    let device = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let device_key = device.public_key().unwrap();
     let claims = Claims {
         iss: "auth",
@@ -270,7 +270,7 @@ fn token_a_bad_proof_fails_as_verify_bound_fails() {
     let mut bad_sig = good;
     bad_sig[good.len() - 1] ^= 0x01;
     let stale = prove(&mut w, &ManualClock::new(T0 - F.max_age_ms - 1), req).to_bytes();
-    let thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap().public_key().unwrap();
+    let thief = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap().public_key().unwrap();
     let mut bad_token = w.token.clone();
     *bad_token.last_mut().unwrap() ^= 0x01;
     let cases: [TokenCase<'_>; 7] = [
@@ -385,7 +385,7 @@ fn challenge_once_past_expiry_is_expired_everywhere() {
     let mut issuer = issuer();
     let c = issuer.issue(&mut OsRng, &clock).unwrap();
     let once = issuer.verify_bound_unrecorded(&clock, &bind(&c, b"r"), b"r").unwrap();
-    let mut used = cache(Purpose::Challenges, StatelessChallenges::<RustCrypto>::freshness(TTL));
+    let mut used = cache(Purpose::Challenges, StatelessChallenges::<DefaultProvider>::freshness(TTL));
     let late = T0 + TTL + 1;
     assert_eq!(used.check_once(&once, late), Err(Error::Expired(Expiry::Challenge)));
     assert_eq!(used.accept(&once, late), Err(Error::Expired(Expiry::Challenge)));
@@ -406,7 +406,7 @@ fn challenge_once_past_expiry_is_expired_everywhere() {
 #[test]
 fn a_used_challenge_snapshot_restores_only_as_used_challenges() {
     let key = Secret::new([4; 32]);
-    let fresh = StatelessChallenges::<RustCrypto>::freshness(TTL);
+    let fresh = StatelessChallenges::<DefaultProvider>::freshness(TTL);
     let mut used = Cache::new(Purpose::Challenges, &key, fresh);
     let once = Once { purpose: Purpose::Challenges, id: [1; 12], timestamp_ms: T0 + 10 };
     used.accept(&once, T0).unwrap();
@@ -486,7 +486,7 @@ fn bound_request_with_both_parts_gives_two_onces_all_or_none() {
     assert_eq!(empty.ring().len(), 0);
 
     // Two stores accept them once each.
-    let mut used = cache(Purpose::Challenges, StatelessChallenges::<RustCrypto>::freshness(TTL));
+    let mut used = cache(Purpose::Challenges, StatelessChallenges::<DefaultProvider>::freshness(TTL));
     let mut proofs = cache(Purpose::TokenProofs, F);
     used.accept(onces.challenge.as_ref().unwrap(), T0).unwrap();
     proofs.accept(onces.proof.as_ref().unwrap(), T0).unwrap();
@@ -520,7 +520,7 @@ fn bound_request_a_failing_part_gives_no_onces() {
     let req = b"POST /pay 10 EUR to bob";
     let bound = Prover::new(&mut w.device).bound_request(&mut OsRng, &clock, req, Some(&c), Some(&w.token)).unwrap();
     let checks = Checks { challenges: Some(&challenges), token: Some((&verifier, &empty, &w.token[..])) };
-    let thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap().public_key().unwrap();
+    let thief = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap().public_key().unwrap();
 
     // A token failure: an error, so no Onces.
     let r: Result<(_, Onces), Error> = bound.verify_unrecorded(checks, &clock, req, &thief);
@@ -550,8 +550,8 @@ fn bound_request_a_failing_part_gives_no_onces() {
 fn enrollment_unrecorded_names_its_challenge_once() {
     use oncewire::device::{DeviceId, EnrollmentIssuer};
     let clock = ManualClock::new(T0);
-    let server = KeyPair::<RustCrypto>::generate(&mut OsRng).unwrap();
-    let mut issuer: EnrollmentIssuer<RustCrypto, 16> = EnrollmentIssuer::generate(&mut OsRng, TTL).unwrap();
+    let server = KeyPair::<DefaultProvider>::generate(&mut OsRng).unwrap();
+    let mut issuer: EnrollmentIssuer<DefaultProvider, 16> = EnrollmentIssuer::generate(&mut OsRng, TTL).unwrap();
     let challenge = issuer.issue(&mut OsRng, &clock).unwrap();
     let device = DeviceId::new(b"lock-1").unwrap();
     let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
@@ -565,9 +565,12 @@ fn enrollment_unrecorded_names_its_challenge_once() {
     assert_eq!(once.timestamp_ms, challenge.expires_at_ms());
 
     // A shared set accepts it once.
-    let mut used =
-        ReplayCache::<RustCrypto, 16>::generate(Purpose::Challenges, &mut OsRng, <StatelessChallenges>::freshness(TTL))
-            .unwrap();
+    let mut used = ReplayCache::<DefaultProvider, 16>::generate(
+        Purpose::Challenges,
+        &mut OsRng,
+        <StatelessChallenges>::freshness(TTL),
+    )
+    .unwrap();
     used.accept(&once, T0).unwrap();
     assert_eq!(used.accept(&once, T0), Err(Error::Replay));
 
@@ -577,7 +580,7 @@ fn enrollment_unrecorded_names_its_challenge_once() {
 
     // Forged (another key claims the answer): Authentication, no Once;
     // past the expiry: Expired(Enrollment).
-    let fresh: EnrollmentIssuer<RustCrypto, 16> = EnrollmentIssuer::generate(&mut OsRng, TTL).unwrap();
+    let fresh: EnrollmentIssuer<DefaultProvider, 16> = EnrollmentIssuer::generate(&mut OsRng, TTL).unwrap();
     let c2 = fresh.issue(&mut OsRng, &clock).unwrap();
     let s2: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
     let r2 = Prover::new(s2).answer_enrollment(server.public_key(), c2.as_bytes(), device).unwrap();

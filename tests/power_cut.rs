@@ -14,7 +14,7 @@ use oncewire::clock::ManualClock;
 use oncewire::record::PersistentSender;
 use oncewire::store::CounterStore;
 use oncewire::wire::{Frame, NonceField, buffer_len};
-use oncewire::{Error, RustCrypto, Secret};
+use oncewire::{DefaultProvider, Error, Secret};
 use std::collections::HashSet;
 
 /// Where in a write the power goes.
@@ -72,7 +72,8 @@ fn seq_of(frame: &[u8]) -> u64 {
 fn run_until_cut(flash: &mut Flash, block: u64, frames: usize, used: &mut HashSet<u64>) -> usize {
     let key = Secret::new([9u8; 32]);
     let clock = ManualClock::new(1);
-    let Ok(mut tx) = PersistentSender::<_, RustCrypto>::boot(&key, Secret::new([3; 12]), [1; 8], &mut *flash, block)
+    let Ok(mut tx) =
+        PersistentSender::<_, DefaultProvider>::boot(&key, Secret::new([3; 12]), [1; 8], &mut *flash, block)
     else {
         return 0;
     };
@@ -136,6 +137,6 @@ fn reboot_resumes_at_the_reserved_bound() {
 fn a_failing_store_blocks_sealing() {
     let mut flash = Flash { durable: Some(5), writes_left: Some(0), cut: Cut::BeforeCommit, dead: false };
     let key = Secret::new([9u8; 32]);
-    let r = PersistentSender::<_, RustCrypto>::boot(&key, Secret::new([3; 12]), [1; 8], &mut flash, 4);
+    let r = PersistentSender::<_, DefaultProvider>::boot(&key, Secret::new([3; 12]), [1; 8], &mut flash, 4);
     assert_eq!(r.err().map(|_| ()), Some(()));
 }

@@ -12,8 +12,8 @@
     clippy::panic
 )]
 
+use oncewire::DefaultProvider;
 use oncewire::Error;
-use oncewire::RustCrypto;
 use oncewire::replay::SnapshotKey;
 use oncewire::replay::{CounterWindow, Freshness, NonceRing};
 use proptest::prelude::*;
@@ -143,7 +143,7 @@ fn ring_model<const N: usize>(ops: &[RingOp]) {
     assert!(ring.len() <= N);
     // A snapshot restores to an equal ring that behaves the same.
     let mut buf = vec![0u8; 64 + N * 32];
-    let key = SnapshotKey::<RustCrypto>::derive(b"receiver key");
+    let key = SnapshotKey::<DefaultProvider>::derive(b"receiver key");
     let n = ring.snapshot(&key, b"key-0001", 4, &mut buf).unwrap();
     let back = NonceRing::<N>::restore(&buf[..n], &key, b"key-0001", 4, f, [3; 16]).unwrap();
     assert_eq!(back, ring);

@@ -20,17 +20,17 @@ use common::{T0, open_counter, seal_counter};
 use oncewire::clock::ManualClock;
 use oncewire::replay::{CounterWindow, Freshness, TimeFloor, TimeMark};
 use oncewire::store::{CounterStore, VolatileStore};
-use oncewire::{CounterReceiver, CounterSender, Error, RustCrypto, Secret};
+use oncewire::{CounterReceiver, CounterSender, DefaultProvider, Error, Secret};
 
 const F: Freshness = Freshness::DEFAULT;
 const SID: [u8; 8] = *b"sess-rst";
 /// How far ahead of the clock the time mark reserves (`TimeMark::boot`).
 const AHEAD: u64 = 1_000;
 
-type Rx = CounterReceiver<RustCrypto, 4>;
+type Rx = CounterReceiver<DefaultProvider, 4>;
 
 fn tx() -> CounterSender {
-    CounterSender::<RustCrypto>::new(&Secret::new([0x21; 32]), Secret::new([0x12; 12]), SID, 0).unwrap()
+    CounterSender::<DefaultProvider>::new(&Secret::new([0x21; 32]), Secret::new([0x12; 12]), SID, 0).unwrap()
 }
 
 /// A receiver as it comes up after a restart: nothing in memory.

@@ -13,7 +13,7 @@
 use oncewire::hpke::{Aes128Gcm, Aes256Gcm, HpkeAead, KeyPair};
 use oncewire::rng::OsRng;
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamOpener, StreamSealer, chunk_buffer_len};
-use oncewire::{Error, RustCrypto};
+use oncewire::{DefaultProvider, Error};
 
 struct Sealed {
     header: Vec<u8>,
@@ -23,7 +23,8 @@ struct Sealed {
 fn seal<A: HpkeAead>(device: &KeyPair, sender: Option<&KeyPair>, data: &[u8], max: usize) -> Sealed {
     let mut header = [0u8; STREAM_HEADER_LEN];
     let mut s =
-        StreamSealer::<A, RustCrypto>::start(&mut OsRng, device.public_key(), sender, b"fw", max, &mut header).unwrap();
+        StreamSealer::<A, DefaultProvider>::start(&mut OsRng, device.public_key(), sender, b"fw", max, &mut header)
+            .unwrap();
     let mut chunks = Vec::new();
     let mut pieces: Vec<&[u8]> = data.chunks(max).collect();
     if pieces.is_empty() || data.len().is_multiple_of(max) {
@@ -43,7 +44,7 @@ fn seal<A: HpkeAead>(device: &KeyPair, sender: Option<&KeyPair>, data: &[u8], ma
 }
 
 fn open<A: HpkeAead>(device: &KeyPair, sender: Option<&KeyPair>, s: &Sealed) -> Result<Vec<u8>, Error> {
-    let mut o = StreamOpener::<A, RustCrypto>::start(&s.header, device, sender.map(KeyPair::public_key), b"fw")?;
+    let mut o = StreamOpener::<A, DefaultProvider>::start(&s.header, device, sender.map(KeyPair::public_key), b"fw")?;
     let mut out = Vec::new();
     for c in &s.chunks {
         let mut c = c.clone();
@@ -71,8 +72,8 @@ fn round_trips_at_chunk_edges_in_both_modes_and_aeads() {
         assert_eq!(open::<Aes128Gcm>(&device, None, &s).unwrap_err(), Error::Authentication);
         assert_eq!(open::<Aes128Gcm>(&device, Some(&device), &s).unwrap_err(), Error::Authentication);
         // chunk_len tells a reader how much to read after the chunk header.
-        let o =
-            StreamOpener::<Aes128Gcm, RustCrypto>::start(&s.header, &device, Some(sender.public_key()), b"fw").unwrap();
+        let o = StreamOpener::<Aes128Gcm, DefaultProvider>::start(&s.header, &device, Some(sender.public_key()), b"fw")
+            .unwrap();
         assert_eq!(o.chunk_len(&s.chunks[0][..CHUNK_HEADER_LEN]).unwrap(), s.chunks[0].len());
     }
 }
@@ -143,7 +144,7 @@ fn chunks_swapped_between_two_files_are_detected() {
 fn header_edits_and_bad_lengths_are_typed_errors() {
     let device = KeyPair::generate(&mut OsRng).unwrap();
     let s = seal::<Aes256Gcm>(&device, None, &data(100), 64);
-    let start = |h: &[u8]| StreamOpener::<Aes256Gcm, RustCrypto>::start(h, &device, None, b"fw").map(|_| ());
+    let start = |h: &[u8]| StreamOpener::<Aes256Gcm, DefaultProvider>::start(h, &device, None, b"fw").map(|_| ());
     assert_eq!(start(&s.header[..STREAM_HEADER_LEN - 1]).unwrap_err(), Error::Truncated);
     let mut long = s.header.clone();
     long.push(0);
@@ -166,11 +167,11 @@ fn header_edits_and_bad_lengths_are_typed_errors() {
     let edited = Sealed { header: h, chunks: s.chunks.clone() };
     assert_eq!(open::<Aes256Gcm>(&device, None, &edited).unwrap_err(), Error::Authentication);
     // Another app info.
-    let mut o = StreamOpener::<Aes256Gcm, RustCrypto>::start(&s.header, &device, None, b"other").unwrap();
+    let mut o = StreamOpener::<Aes256Gcm, DefaultProvider>::start(&s.header, &device, None, b"other").unwrap();
     let mut c = s.chunks[0].clone();
     assert_eq!(o.open_chunk(&mut c).unwrap_err(), Error::Authentication);
     // A chunk announcing more than max_chunk is refused before any crypto.
-    let mut o = StreamOpener::<Aes256Gcm, RustCrypto>::start(&s.header, &device, None, b"fw").unwrap();
+    let mut o = StreamOpener::<Aes256Gcm, DefaultProvider>::start(&s.header, &device, None, b"fw").unwrap();
     assert_eq!(o.chunk_len(&65u32.to_be_bytes()).unwrap_err(), Error::PayloadTooLarge);
     let mut c = s.chunks[0].clone();
     c[..4].copy_from_slice(&65u32.to_be_bytes());
@@ -182,7 +183,7 @@ fn header_edits_and_bad_lengths_are_typed_errors() {
 fn a_failed_chunk_changes_nothing() {
     let device = KeyPair::generate(&mut OsRng).unwrap();
     let s = seal::<Aes256Gcm>(&device, None, &data(200), 64);
-    let mut o = StreamOpener::<Aes256Gcm, RustCrypto>::start(&s.header, &device, None, b"fw").unwrap();
+    let mut o = StreamOpener::<Aes256Gcm, DefaultProvider>::start(&s.header, &device, None, b"fw").unwrap();
     let mut bad = s.chunks[0].clone();
     bad[10] ^= 1;
     let before = bad.clone();

@@ -21,7 +21,7 @@ use oncewire::provider::CryptoProvider;
 use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
-use oncewire::{Clock, Error, Expiry, RustCrypto, Secret};
+use oncewire::{Clock, DefaultProvider, Error, Expiry, Secret};
 
 const NOW: u64 = 1_767_225_600_000;
 
@@ -46,8 +46,8 @@ fn claims<'a>(cnf: [u8; 32], aud: &'a str) -> Claims<'a> {
 
 fn world() -> World {
     let mut rng = OsRng;
-    let issuer = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut rng).unwrap());
-    let device = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+    let issuer = TokenIssuer::<DefaultProvider>::new(DefaultProvider::signing_key_generate(&mut rng).unwrap());
+    let device = SoftwareSigner::<DefaultProvider>::generate(&mut rng).unwrap();
     let cnf = issuer.cnf(&device.public_key().unwrap());
     let mut buf = [0u8; 512];
     let n = issuer.issue(&claims(cnf, "api.example"), &mut buf).unwrap();
@@ -58,14 +58,14 @@ fn at(t: u64) -> ManualClock {
     ManualClock::new(t)
 }
 
-fn cache() -> ReplayCache<RustCrypto, 64> {
+fn cache() -> ReplayCache<DefaultProvider, 64> {
     ReplayCache::new(Purpose::TokenProofs, &Secret::new([3; 32]), Freshness::DEFAULT)
 }
 
 #[test]
 fn a_good_token_verifies_with_its_device_proof() {
     let mut w = world();
-    let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
+    let v = TokenVerifier::<DefaultProvider>::new(*w.issuer.public_key(), "api.example", 5_000);
     let req = b"POST /unlock";
     let mut proofs = cache();
     let proof = Prover::new(&mut w.device).prove(&mut OsRng, &at(NOW), &w.token, req).unwrap();
@@ -80,13 +80,13 @@ fn a_good_token_verifies_with_its_device_proof() {
 fn every_bad_token_is_rejected_with_its_error() {
     let mut w = world();
     let pk = w.device.public_key().unwrap();
-    let v = TokenVerifier::<RustCrypto>::new(*w.issuer.public_key(), "api.example", 5_000);
+    let v = TokenVerifier::<DefaultProvider>::new(*w.issuer.public_key(), "api.example", 5_000);
     let req = b"POST /unlock";
     let mut proofs = cache();
     let proof = Prover::new(&mut w.device).prove(&mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
 
     // Signed by another key.
-    let other = TokenIssuer::<RustCrypto>::new(RustCrypto::signing_key_generate(&mut OsRng).unwrap());
+    let other = TokenIssuer::<DefaultProvider>::new(DefaultProvider::signing_key_generate(&mut OsRng).unwrap());
     let mut buf = [0u8; 512];
     let n = other.issue(&claims(w.issuer.cnf(&pk), "api.example"), &mut buf).unwrap();
     assert_eq!(v.verify(&buf[..n], &at(NOW)).unwrap_err(), Error::Authentication);
@@ -99,7 +99,7 @@ fn every_bad_token_is_rejected_with_its_error() {
     assert_eq!(v.verify(&w.token, &at(NOW - 5_001)).unwrap_err(), Error::NotYetValid);
     v.verify(&w.token, &at(NOW - 5_000)).unwrap();
     // Bound to another device key: a thief's own key and proof.
-    let mut thief = SoftwareSigner::<RustCrypto>::generate(&mut OsRng).unwrap();
+    let mut thief = SoftwareSigner::<DefaultProvider>::generate(&mut OsRng).unwrap();
     let thief_proof = Prover::new(&mut thief).prove(&mut OsRng, &at(NOW), &w.token, req).unwrap().to_bytes();
     assert_eq!(
         v.verify_bound(&mut proofs, &at(NOW), &w.token, &thief.public_key().unwrap(), req, &thief_proof).unwrap_err(),
@@ -146,7 +146,7 @@ fn every_bad_token_is_rejected_with_its_error() {
 fn challenges_are_single_use_expiring_unforgeable_and_bound() {
     let clock = ManualClock::new(NOW);
     let mut rng = OsRng;
-    let mut server = StatelessChallenges::<RustCrypto, 64>::new(Secret::new([9; 32]), 30_000, [4; 16]);
+    let mut server = StatelessChallenges::<DefaultProvider, 64>::new(Secret::new([9; 32]), 30_000, [4; 16]);
     let c = server.issue(&mut rng, &clock).unwrap();
     assert_eq!(c.expires_at_ms(), clock.now_ms() + 30_000);
     let request = br#"{"op":"transfer","amount":10}"#;
@@ -154,7 +154,7 @@ fn challenges_are_single_use_expiring_unforgeable_and_bound() {
     // Mismatched request.
     assert_eq!(server.verify_bound(&clock, &binding, br#"{"op":"transfer","amount":99}"#), Err(Error::RequestMismatch));
     // Forged: a challenge from a server with another key.
-    let other = StatelessChallenges::<RustCrypto, 4>::new(Secret::new([8; 32]), 30_000, [4; 16]);
+    let other = StatelessChallenges::<DefaultProvider, 4>::new(Secret::new([8; 32]), 30_000, [4; 16]);
     let forged = other.issue(&mut rng, &clock).unwrap();
     assert_eq!(server.verify_bound(&clock, &bind(&forged, request), request), Err(Error::Authentication));
     // Answered once, then a second time.
@@ -171,7 +171,7 @@ fn challenges_are_single_use_expiring_unforgeable_and_bound() {
 fn the_used_set_never_opens_a_replay_hole_under_a_flood() {
     let clock = ManualClock::new(NOW);
     let mut rng = OsRng;
-    let mut server = StatelessChallenges::<RustCrypto, 8>::new(Secret::new([9; 32]), 60_000, [4; 16]);
+    let mut server = StatelessChallenges::<DefaultProvider, 8>::new(Secret::new([9; 32]), 60_000, [4; 16]);
     let mut answered = Vec::new();
     for i in 0..200u64 {
         let c = server.issue(&mut rng, &clock).unwrap();

@@ -6,7 +6,7 @@ use crate::cache::Once;
 use crate::challenge::{Challenge, StatelessChallenges};
 use crate::clock::Clock;
 use crate::error::{Error, Expiry, Result};
-use crate::provider::{CryptoProvider, P256_PUBLIC_LEN, P256_SIGNATURE_LEN, PublicKey, RustCrypto, fill_random};
+use crate::provider::{CryptoProvider, P256_PUBLIC_LEN, P256_SIGNATURE_LEN, PublicKey, fill_random};
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ struct RequestWire<'a> {
 /// It is neither `Clone` nor `Copy`, and [`Self::verify`] consumes it, so one
 /// challenge verifies at most once.
 #[derive(PartialEq, Eq)]
-pub struct EnrollmentChallenge<P: CryptoProvider = RustCrypto> {
+pub struct EnrollmentChallenge<P: CryptoProvider = crate::provider::DefaultProvider> {
     nonce: [u8; 32],
     expires_at_ms: u64,
     _p: PhantomData<P>,
@@ -223,7 +223,7 @@ impl<P: CryptoProvider> EnrollmentChallenge<P> {
 /// # Ok::<(), oncewire::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct EnrollmentIssuer<P: CryptoProvider = RustCrypto, const N: usize = 1024> {
+pub struct EnrollmentIssuer<P: CryptoProvider = crate::provider::DefaultProvider, const N: usize = 1024> {
     challenges: StatelessChallenges<P, N>,
 }
 

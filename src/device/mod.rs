@@ -19,7 +19,7 @@
 //! established server session cannot be built without one.
 
 use crate::error::{Error, Result};
-use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey};
 use crate::secret::Secret;
 use core::marker::PhantomData;
 use rand_core::TryCryptoRng;
@@ -77,7 +77,7 @@ impl<T: DeviceSigner + ?Sized> DeviceSigner for &mut T {
 /// # Security
 /// The point of device binding is a key that cannot be copied. Use this only
 /// where no secure hardware exists, and say so.
-pub struct SoftwareSigner<P: CryptoProvider = RustCrypto> {
+pub struct SoftwareSigner<P: CryptoProvider = crate::provider::DefaultProvider> {
     key: P::SigningKey,
     public: PublicKey,
 }
@@ -142,7 +142,7 @@ impl DeviceVerified {
 /// # Errors
 /// [`Error::Authentication`] if it is not in that form or does not verify,
 /// [`Error::InvalidKey`] if `public` is not a valid point.
-pub struct SignatureVerifier<P: CryptoProvider = RustCrypto>(PhantomData<P>);
+pub struct SignatureVerifier<P: CryptoProvider = crate::provider::DefaultProvider>(PhantomData<P>);
 
 impl<P: CryptoProvider> core::fmt::Debug for SignatureVerifier<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

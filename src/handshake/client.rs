@@ -8,17 +8,17 @@ use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceSigner};
 use crate::error::{Error, Result};
 use crate::keyschedule;
-use crate::provider::{CryptoProvider, PublicKey, RustCrypto, fill_random};
+use crate::provider::{CryptoProvider, PublicKey, fill_random};
 use crate::session::{Limits, ServerAuthenticated, Session};
 use crate::wire::{FrameType, HEADER_LEN, KEY_ID_LEN, TAG_LEN};
 use rand_core::TryCryptoRng;
 
 /// Client side, before message 1.
 #[derive(Debug)]
-pub struct ClientHandshake<P: CryptoProvider = RustCrypto>(core::marker::PhantomData<P>);
+pub struct ClientHandshake<P: CryptoProvider = crate::provider::DefaultProvider>(core::marker::PhantomData<P>);
 
 /// Client side, after sending message 1, waiting for message 2.
-pub struct ClientAwaitResponse<P: CryptoProvider = RustCrypto> {
+pub struct ClientAwaitResponse<P: CryptoProvider = crate::provider::DefaultProvider> {
     sym: Symmetric<P>,
     e: P::EcdhSecret,
     handshake_id: [u8; KEY_ID_LEN],

@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::device::{DeviceId, DeviceKeys};
 use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{self, SessionKeys};
-use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey, RustCrypto};
+use crate::provider::{CryptoProvider, P256_SIGNATURE_LEN, PublicKey};
 use crate::record::CounterReceiver;
 use crate::secret::Secret;
 use crate::session::{Limits, Session};
@@ -15,7 +15,7 @@ use crate::wire::{FrameType, HEADER_LEN, KEY_ID_LEN, NonceField, TAG_LEN};
 use rand_core::TryCryptoRng;
 
 /// The server's static P-256 key, which clients pin.
-pub struct ServerKey<P: CryptoProvider = RustCrypto> {
+pub struct ServerKey<P: CryptoProvider = crate::provider::DefaultProvider> {
     secret: P::EcdhSecret,
     public: PublicKey,
 }
@@ -27,7 +27,7 @@ impl<P: CryptoProvider> core::fmt::Debug for ServerKey<P> {
 }
 
 /// Server side, after sending message 2, waiting for message 3.
-pub struct ServerAwaitFinish<P: CryptoProvider = RustCrypto> {
+pub struct ServerAwaitFinish<P: CryptoProvider = crate::provider::DefaultProvider> {
     keys: SessionKeys,
     limits: Limits,
     established_ms: u64,
@@ -258,7 +258,7 @@ impl<P: CryptoProvider> ServerAwaitFinish<P> {
 
 /// Server side, after message 3 opened: it names a device whose signature
 /// is not verified yet. Look up its enrolled key and call [`Self::verify`].
-pub struct ServerAwaitDevice<P: CryptoProvider = RustCrypto, const W: usize = 32> {
+pub struct ServerAwaitDevice<P: CryptoProvider = crate::provider::DefaultProvider, const W: usize = 32> {
     keys: SessionKeys,
     rx: CounterReceiver<P, W>,
     limits: Limits,

@@ -29,6 +29,22 @@ mod awslc;
 #[cfg_attr(docsrs, doc(cfg(feature = "aws-lc-rs")))]
 pub use awslc::AwsLc;
 
+/// The provider every type's `P` parameter defaults to: [`RustCrypto`].
+///
+/// Test runs only: with `RUSTFLAGS="--cfg oncewire_default_awslc"` and the
+/// `aws-lc-rs` feature it is [`AwsLc`], so that the whole test suite runs
+/// once per provider (`.ci/run` does). It is a cfg, never a Cargo feature:
+/// a feature that changed a default type would change it for every crate in
+/// a dependency graph.
+#[cfg(not(oncewire_default_awslc))]
+pub type DefaultProvider = RustCrypto;
+/// The provider every type's `P` parameter defaults to: here [`AwsLc`]
+/// (`--cfg oncewire_default_awslc`, a test run).
+#[cfg(all(oncewire_default_awslc, feature = "aws-lc-rs"))]
+pub type DefaultProvider = AwsLc;
+#[cfg(all(oncewire_default_awslc, not(feature = "aws-lc-rs")))]
+compile_error!("--cfg oncewire_default_awslc needs the aws-lc-rs feature");
+
 use crate::wire::{NONCE_LEN, TAG_LEN};
 /// Length of an uncompressed SEC1 P-256 public key (`0x04 ‖ x ‖ y`).
 pub const P256_PUBLIC_LEN: usize = 65;

@@ -12,7 +12,7 @@
 //! epoch (`Rollback`), state (`Decode`, `TrailingBytes`).
 
 use crate::error::{Error, Result};
-use crate::provider::{CryptoProvider, RustCrypto};
+use crate::provider::CryptoProvider;
 use crate::secret::Secret;
 use core::marker::PhantomData;
 use subtle::ConstantTimeEq;
@@ -41,7 +41,7 @@ pub(crate) enum Kind {
 /// Receivers derive it from their own secret (`HMAC-SHA256(secret,
 /// "oncewire/1 snapshot key")`), so a snapshot only restores into a receiver
 /// holding the same secret. Zeroized on drop, redacted in `Debug`.
-pub struct SnapshotKey<P: CryptoProvider = RustCrypto> {
+pub struct SnapshotKey<P: CryptoProvider = crate::provider::DefaultProvider> {
     key: Secret<32>,
     _p: PhantomData<P>,
 }

@@ -20,7 +20,7 @@ use oncewire::provider::{CryptoProvider, PublicKey};
 use oncewire::rng::{OsRng, TryCryptoRng, TryRng};
 use oncewire::session::{Limits, Session};
 use oncewire::wire::buffer_len;
-use oncewire::{CounterReceiver, CounterSender, Error, RustCrypto};
+use oncewire::{CounterReceiver, CounterSender, DefaultProvider, Error};
 use serde_json::Value;
 
 /// 2026-01-01T00:00:00Z: the harness clock's start.
@@ -169,9 +169,9 @@ impl<R: TryCryptoRng> Harness<R> {
     /// device: proof of possession over a fresh server challenge.
     pub(crate) fn with_rng(mut rng: R) -> Self {
         let clock = ManualClock::new(T0);
-        let server = ServerKey::<RustCrypto>::generate(&mut rng).unwrap();
+        let server = ServerKey::<DefaultProvider>::generate(&mut rng).unwrap();
         let device = DeviceId::new(b"lock-0042").unwrap();
-        let mut signer = SoftwareSigner::<RustCrypto>::generate(&mut rng).unwrap();
+        let mut signer = SoftwareSigner::<DefaultProvider>::generate(&mut rng).unwrap();
         let challenge: EnrollmentChallenge = EnrollmentChallenge::issue(&mut rng, &clock, 60_000).unwrap();
         let request =
             Prover::new(&mut signer).answer_enrollment(server.public_key(), challenge.nonce(), device).unwrap();
@@ -189,7 +189,7 @@ impl<R: TryCryptoRng> Harness<R> {
     pub(crate) fn handshake_with(&mut self, server_limits: Limits, client_limits: Limits) -> (Session, Session) {
         let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
         let (client, n1) =
-            ClientHandshake::<RustCrypto>::start(*self.server.public_key(), &mut self.rng, &self.clock, &mut m1)
+            ClientHandshake::<DefaultProvider>::start(*self.server.public_key(), &mut self.rng, &self.clock, &mut m1)
                 .unwrap();
         let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
         let (pending, n2) = self.server.accept(&mut self.rng, &self.clock, &m1[..n1], server_limits, &mut m2).unwrap();
@@ -219,7 +219,7 @@ pub(crate) fn seal_counter(tx: &mut CounterSender, clock: &ManualClock, payload:
 /// Opens a copy of `frame`; on error, checks that the frame and the replay
 /// window are unchanged. Returns the payload.
 pub(crate) fn open_counter<const W: usize>(
-    rx: &mut CounterReceiver<RustCrypto, W>,
+    rx: &mut CounterReceiver<DefaultProvider, W>,
     clock: &ManualClock,
     frame: &[u8],
 ) -> Result<Vec<u8>, Error> {
@@ -241,7 +241,7 @@ pub(crate) fn open_counter<const W: usize>(
 pub(crate) fn bind(challenge: &Challenge, request: &[u8]) -> [u8; BINDING_LEN] {
     let mut out = [0u8; BINDING_LEN];
     out[..CHALLENGE_LEN].copy_from_slice(challenge.as_bytes());
-    out[CHALLENGE_LEN..].copy_from_slice(&<RustCrypto as CryptoProvider>::sha256(&[request]));
+    out[CHALLENGE_LEN..].copy_from_slice(&<DefaultProvider as CryptoProvider>::sha256(&[request]));
     out
 }
 
