@@ -998,10 +998,7 @@ async fn sealed_layer<R: DeviceRegistry, S: SessionStore, P: PendingStore, O: On
         }
     }
     let opened = match opened {
-        Ok((device, used, plain)) => match s.sessions.commit(&id, &handle, used).await {
-            Ok(()) => Ok((device, used, plain)),
-            Err(e) => Err(e),
-        },
+        Ok(call) => s.sessions.commit(&id, &handle, call.1).await.map(|()| call),
         Err(e) => Err(e),
     };
     let (device, rid, plain) = match opened {

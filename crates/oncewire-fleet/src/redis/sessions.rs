@@ -152,7 +152,9 @@ impl core::fmt::Debug for RedisSessions {
 }
 
 fn hex(id: &SessionId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(id.len().saturating_mul(2));
+    super::once::push_hex(&mut out, id);
+    out
 }
 
 impl RedisSessions {
