@@ -18,6 +18,11 @@
 //! - `--server ADDR`: run only the server (for the firmware and the Python
 //!   peer), e.g. `--server 127.0.0.1:7878`; with `--print-key` it prints the
 //!   server's public key; `--connections N` stops after N connections.
+//!   With `--long-lived-key HEX` (key 32 ‖ IV 12 ‖ key id 8 bytes, the
+//!   firmware's build-time `long_lived_key.bin`) it also opens envelope kind
+//!   11, records under that long-lived key, and prints
+//!   `long-lived: key ID seq N accepted` for each: `scripts/qemu-power-cut`
+//!   checks across server runs that no sequence number repeats.
 //! - `--client ADDR`: run only the client against a running server.
 #![allow(
     clippy::unwrap_used,
@@ -45,8 +50,8 @@ use oncewire::rng::{OsRng, TryRng};
 use oncewire::session::{Limits, Peer, Received, RequestId, Session};
 use oncewire::table::SessionTable;
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
-use oncewire::wire::{Frame, FrameType, HEADER_LEN, buffer_len};
-use oncewire::{Clock, Error};
+use oncewire::wire::{Frame, FrameType, HEADER_LEN, NonceField, buffer_len};
+use oncewire::{Clock, CounterReceiver, Error, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -65,6 +70,7 @@ const SERVER_KEY: u8 = 7;
 const ISSUER_KEY: u8 = 8;
 const ONE_SHOT: u8 = 9;
 const REQUEST_KEY: u8 = 10;
+const LONG_LIVED: u8 = 11;
 const REJECTED: u8 = 15;
 
 /// `app_info` of the demo's one-shot requests.
@@ -135,6 +141,8 @@ struct Server {
     enrollments: EnrollmentIssuer,
     devices: HashMap<DeviceId, PublicKey>,
     table: SessionTable,
+    /// With `--long-lived-key`: the receiver for a device's long-lived key.
+    long_lived: Option<CounterReceiver>,
 }
 
 impl Server {
@@ -155,6 +163,7 @@ impl Server {
             enrollments: EnrollmentIssuer::generate(&mut rng, 60_000).unwrap(),
             devices: HashMap::new(),
             table: SessionTable::new(10_000, 1_000),
+            long_lived: None,
         }
     }
 
@@ -216,6 +225,18 @@ impl Server {
                     }
                 }
                 FRAME => self.frame(s, &mut body),
+                LONG_LIVED if self.long_lived.is_some() => {
+                    let rx = self.long_lived.as_mut().unwrap();
+                    match rx.open_in_place(&clock, &mut body) {
+                        Ok(opened) => {
+                            let NonceField::Counter(seq) = opened.header.nonce else { unreachable!("a record") };
+                            println!("long-lived: key {} seq {seq} accepted", hex(&opened.header.key_id));
+                            std::io::stdout().flush().unwrap();
+                            send(s, OK, b"long-lived record accepted");
+                        }
+                        Err(e) => Self::reject(s, "long-lived record", e),
+                    }
+                }
                 TOKEN_USE => {
                     let r = (|| {
                         let u: TokenUse<'_> = postcard::from_bytes(&body).map_err(|_| Error::Decode)?;
@@ -583,6 +604,14 @@ fn main() -> ExitCode {
     if let Some(addr) = arg("--server") {
         let listener = TcpListener::bind(&addr).expect("bind");
         let mut server = Server::new();
+        if let Some(hex) = arg("--long-lived-key") {
+            let b: Vec<u8> =
+                (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+            assert_eq!(b.len(), 52, "--long-lived-key: 104 hex digits");
+            let key = Secret::new(b[..32].try_into().unwrap());
+            let iv = Secret::new(b[32..44].try_into().unwrap());
+            server.long_lived = Some(CounterReceiver::new(&key, iv, b[44..].try_into().unwrap()).unwrap());
+        }
         println!("listening {}", listener.local_addr().unwrap());
         std::io::stdout().flush().unwrap();
         if args.iter().any(|a| a == "--print-key") {

@@ -1,5 +1,6 @@
 //! Puts `memory.x` where the linker finds it, and provisions the emulated
-//! device's seed: 32 random bytes baked into flash at build time.
+//! device's seed (32 random bytes) and its long-lived record key, both baked
+//! into flash at build time.
 //!
 //! EMULATION ONLY: QEMU has no hardware RNG and no secure element. A real
 //! device seeds its DRBG from its TRNG and keeps its key in a secure element.
@@ -29,4 +30,18 @@ fn main() {
     }
     fs::write(out.join("device_seed.bin"), seed).expect("write seed");
     println!("cargo:rerun-if-env-changed=ONCEWIRE_DEVICE_SEED");
+    // The long-lived record key shared with the server (key 32 ‖ IV 12 ‖
+    // key id 8). Its server learns it from this file (scripts/qemu-e2e finds
+    // it through `cargo build --message-format=json`, which names OUT_DIR).
+    let mut long_lived = [0u8; 52];
+    match env::var("ONCEWIRE_LONG_LIVED_KEY") {
+        Ok(hex) if hex.len() == 104 => {
+            for (i, b) in long_lived.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex key");
+            }
+        }
+        _ => getrandom::fill(&mut long_lived).expect("host RNG"),
+    }
+    fs::write(out.join("long_lived_key.bin"), long_lived).expect("write long-lived key");
+    println!("cargo:rerun-if-env-changed=ONCEWIRE_LONG_LIVED_KEY");
 }

@@ -158,4 +158,3 @@ impl StackPaint {
         self.top - p
     }
 }
-

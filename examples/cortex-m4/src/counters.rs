@@ -73,6 +73,7 @@ pub struct EepromCounters<I2C> {
     current: Option<(u16, u32)>,
     values: [u64; COUNTERS],
     hook: Option<fn(Write, u32)>,
+    damaged: u8,
 }
 
 /// The two ends of a slot write, for [`EepromCounters::on_write`].
@@ -142,16 +143,21 @@ impl<I2C: I2c> EepromCounters<I2C> {
     /// # Errors
     /// [`StoreError::Bus`] if the EEPROM cannot be read.
     pub fn mount(i2c: I2C, device: u8, base: u16) -> Result<Self, StoreError<I2C::Error>> {
-        let mut s = EepromCounters { i2c, device, base, current: None, values: [0; COUNTERS], hook: None };
+        let mut s = EepromCounters { i2c, device, base, current: None, values: [0; COUNTERS], hook: None, damaged: 0 };
         for index in 0..2u16 {
             let at = base + index * SLOT_STRIDE;
             let mut slot = [0u8; SLOT_LEN];
             s.read(at, &mut slot)?;
-            if let Some((generation, values)) = decode(&slot)
-                && s.current.is_none_or(|(_, g)| generation > g)
-            {
-                s.current = Some((at, generation));
-                s.values = values;
+            match decode(&slot) {
+                Some((generation, values)) => {
+                    if s.current.is_none_or(|(_, g)| generation > g) {
+                        s.current = Some((at, generation));
+                        s.values = values;
+                    }
+                }
+                // Neither valid nor blank: a write was cut in this slot.
+                None if slot.iter().any(|&b| b != slot[0]) || (slot[0] != 0 && slot[0] != 0xFF) => s.damaged += 1,
+                None => {}
             }
         }
         Ok(s)
@@ -163,6 +169,12 @@ impl<I2C: I2c> EepromCounters<I2C> {
     pub fn on_write(mut self, hook: fn(Write, u32)) -> Self {
         self.hook = Some(hook);
         self
+    }
+
+    /// Slots found at mount that are neither valid nor blank (0x00 or 0xFF
+    /// throughout): evidence of a write cut by a power loss.
+    pub fn damaged(&self) -> u8 {
+        self.damaged
     }
 
     /// True if no valid slot was found at mount and nothing was committed.
@@ -267,15 +279,16 @@ impl<I2C: I2c> EepromCounters<I2C> {
 
     /// Runs `op`, retrying while the EEPROM NACKs its address (busy with an
     /// internal write cycle, "acknowledge polling").
-    fn poll(&mut self, mut op: impl FnMut(&mut I2C, u8) -> Result<(), I2C::Error>) -> Result<(), StoreError<I2C::Error>> {
+    fn poll(
+        &mut self,
+        mut op: impl FnMut(&mut I2C, u8) -> Result<(), I2C::Error>,
+    ) -> Result<(), StoreError<I2C::Error>> {
         use embedded_hal::i2c::{Error as _, ErrorKind, NoAcknowledgeSource};
         let mut tries = 0;
         loop {
             match op(&mut self.i2c, self.device) {
                 Ok(()) => return Ok(()),
-                Err(e)
-                    if e.kind() == ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address) && tries < ACK_POLLS =>
-                {
+                Err(e) if e.kind() == ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address) && tries < ACK_POLLS => {
                     tries += 1;
                 }
                 Err(e) => return Err(StoreError::Bus(e)),

@@ -99,6 +99,9 @@ pub mod kind {
     pub const FRAME: u8 = 5;
     /// The server's static key.
     pub const SERVER_KEY: u8 = 7;
+    /// A record under the device's long-lived key (the server needs
+    /// `--long-lived-key`).
+    pub const LONG_LIVED: u8 = 11;
     /// Rejected, with the error name.
     pub const REJECTED: u8 = 15;
 }

@@ -1,6 +1,9 @@
-//! The companion device: enrolls its key, runs the oncewire handshake with
-//! the host demo server over the UART, exchanges sealed records, reports the
-//! handshake time and peak stack over semihosting, and exits with a status.
+//! The companion device: boots its reboot-safe counters from the I2C EEPROM,
+//! seals records under its long-lived key (sequence numbers reserved ahead
+//! in the EEPROM, `SPEC.md` §10), enrolls its device key, runs the oncewire
+//! handshake with the host demo server over the UART, exchanges sealed
+//! records, reports the handshake time and peak stack over semihosting, and
+//! exits with a status.
 #![no_std]
 #![no_main]
 
@@ -10,15 +13,39 @@ use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
 use oncewire::prover::Prover;
 use oncewire::provider::PublicKey;
+use oncewire::record::PersistentSender;
 use oncewire::session::{Limits, Session};
 use oncewire::wire::buffer_len;
 use oncewire::{Error, RustCrypto, Secret};
+use oncewire_companion::counters::{EepromCounters, Write};
+use oncewire_companion::i2c::{SBCON3, SbconI2c};
 use oncewire_companion::{BoardClock, HmacDrbg, StackPaint, Uart, kind, millis, recv, send, start_systick};
 use rand_core::TryRng;
 use serde::{Deserialize, Serialize};
 
 /// EMULATION ONLY: a per-device seed provisioned into flash at build time.
 static DEVICE_SEED: [u8; 32] = *include_bytes!(concat!(env!("OUT_DIR"), "/device_seed.bin"));
+/// EMULATION ONLY: the long-lived record key shared with the server (key ‖
+/// IV ‖ key id), provisioned into flash at build time. On hardware it lives
+/// in a secure element or protected flash.
+static LONG_LIVED: [u8; 52] = *include_bytes!(concat!(env!("OUT_DIR"), "/long_lived_key.bin"));
+/// The EEPROM on the SBCon bus: 7-bit address and where the counters start.
+const EEPROM: u8 = 0x50;
+const EEPROM_BASE: u16 = 0;
+/// Counter 0: the boot number, mixed into the DRBG. Counter 1: the
+/// long-lived key's sequence bound.
+const BOOT: usize = 0;
+const SEQ: usize = 1;
+/// Sequence numbers reserved per EEPROM write. Small, so that the power-cut
+/// test sees many writes; a product reserves more (fewer writes, more
+/// numbers skipped per reboot).
+const SEQ_BLOCK: u64 = 2;
+/// Records sealed under the long-lived key per boot.
+const LONG_LIVED_RECORDS: usize = 12;
+/// Busy-wait per half SCL period: I2C at a few hundred kHz under QEMU, so an
+/// EEPROM write takes long enough for the power-cut test to land inside it.
+const I2C_HALF_PERIOD: u32 = 400;
+
 /// Unix ms at build time stands in for an RTC; the handshake corrects it.
 const EPOCH_MS: u64 = 1_767_225_600_000;
 
@@ -82,18 +109,36 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     fail("panic")
 }
 
+/// Marks each EEPROM slot write on the console: the power-cut test knows
+/// from them whether it cut power inside a write.
+fn write_marker(w: Write, generation: u32) {
+    match w {
+        Write::Begin => log!("eeprom: write begin {}", generation),
+        Write::End => log!("eeprom: write end {}", generation),
+    }
+}
+
 fn run() -> Result<(), &'static str> {
     let mut uart = Uart::uart0();
     let clock = BoardClock { epoch_ms: EPOCH_MS };
+    let bus = SbconI2c::new(SBCON3, I2C_HALF_PERIOD);
+    let mut store = EepromCounters::mount(bus, EEPROM, EEPROM_BASE).map_err(|_| "eeprom mount")?.on_write(write_marker);
+    log!("eeprom: generation {}, {} damaged slot(s)", store.generation(), store.damaged());
+    // Persisted before the DRBG draws anything: no two boots share a stream.
+    let boot = store.reserve(BOOT, 1).map_err(|_| "eeprom: boot number")?;
+    log!("boot {}", boot);
     let mut rng = HmacDrbg::new(&DEVICE_SEED);
     // EMULATION ONLY: the device key comes from the DRBG. On hardware this is
     // a key slot in a secure element (ATECC608, SE050, OPTIGA) behind the
     // same `DeviceSigner` trait, and never leaves it.
     let mut key: Secret<32> = Secret::zero();
     rng.try_fill_bytes(key.expose_mut()).map_err(|_| "rng")?;
+    rng.reseed(&boot.to_le_bytes());
     let mut signer: SoftwareSigner = SoftwareSigner::from_bytes(&key).map_err(|_| "device key")?;
     let device = DeviceId::new(b"cortex-m4-lock").map_err(|_| "device id")?;
     let mut buf = [0u8; 512];
+
+    long_lived(&mut uart, &clock, &mut store, &mut buf)?;
 
     // The server's static key: provisioned at the factory in a product; the
     // demo server makes a new one per run, so the device asks for it.
@@ -170,5 +215,38 @@ fn run() -> Result<(), &'static str> {
             Err(_) => return Err("response did not decode"),
         }
     }
+    Ok(())
+}
+
+/// Seals records under the long-lived key: the sender resumes above every
+/// sequence number any earlier boot used, reserving ahead in the EEPROM
+/// before each use.
+fn long_lived(
+    uart: &mut Uart,
+    clock: &BoardClock,
+    store: &mut EepromCounters<SbconI2c>,
+    buf: &mut [u8],
+) -> Result<(), &'static str> {
+    let key = Secret::new(LONG_LIVED[..32].try_into().map_err(|_| "key")?);
+    let iv = Secret::new(LONG_LIVED[32..44].try_into().map_err(|_| "key")?);
+    let id = LONG_LIVED[44..].try_into().map_err(|_| "key")?;
+    let mut tx =
+        PersistentSender::<_, RustCrypto>::boot(&key, iv, id, store.counter(SEQ), SEQ_BLOCK).map_err(|e| match e {
+            Error::KeyExhausted => "long-lived key exhausted",
+            _ => "eeprom: sequence reservation",
+        })?;
+    log!("long-lived: resuming at seq {}", tx.next_seq());
+    for _ in 0..LONG_LIVED_RECORDS {
+        let mut frame = [0u8; buffer_len(16)];
+        let n = tx.seal(clock, b"door: locked", &mut frame).map_err(|e| match e {
+            Error::Storage => "eeprom: sequence reservation",
+            _ => "long-lived seal",
+        })?;
+        send(uart, kind::LONG_LIVED, &frame[..n]).map_err(|_| "uart")?;
+        if recv(uart, buf)?.0 != kind::OK {
+            return Err("long-lived record rejected");
+        }
+    }
+    log!("long-lived: sealed up to seq {}", tx.next_seq() - 1);
     Ok(())
 }

@@ -244,6 +244,7 @@ fn blank_zeroed_or_garbage_contents_are_a_first_boot_not_a_panic() {
         let mut e = Eeprom::new(fill);
         let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
         assert!(s.is_blank());
+        assert_eq!(s.damaged(), 0);
         assert_eq!((s.get(0), s.get(1)), (Ok(0), Ok(0)));
     }
     let mut x = 1u32;
@@ -254,6 +255,7 @@ fn blank_zeroed_or_garbage_contents_are_a_first_boot_not_a_panic() {
     }
     let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
     assert!(s.is_blank());
+    assert_eq!(s.damaged(), 2);
 }
 
 #[test]
@@ -272,6 +274,7 @@ fn the_newer_valid_slot_wins_and_a_torn_newer_slot_loses() {
     e.mem[usize::from(BASE) + 6] ^= 0x10;
     let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
     assert_eq!((s.generation(), s.get(1)), (2, Ok(20)));
+    assert_eq!(s.damaged(), 1);
 }
 
 #[test]
