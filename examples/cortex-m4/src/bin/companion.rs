@@ -44,7 +44,7 @@ const SEQ_BLOCK: u64 = 2;
 const LONG_LIVED_RECORDS: usize = 12;
 /// Busy-wait per half SCL period: I2C at a few hundred kHz under QEMU, so an
 /// EEPROM write takes long enough for the power-cut test to land inside it.
-const I2C_HALF_PERIOD: u32 = 400;
+const I2C_HALF_PERIOD: u32 = 100;
 
 /// Unix ms at build time stands in for an RTC; the handshake corrects it.
 const EPOCH_MS: u64 = 1_767_225_600_000;
