@@ -149,12 +149,11 @@ impl<I2C: I2c> EepromCounters<I2C> {
             let mut slot = [0u8; SLOT_LEN];
             s.read(at, &mut slot)?;
             match decode(&slot) {
-                Some((generation, values)) => {
-                    if s.current.is_none_or(|(_, g)| generation > g) {
-                        s.current = Some((at, generation));
-                        s.values = values;
-                    }
+                Some((generation, values)) if s.current.is_none_or(|(_, g)| generation > g) => {
+                    s.current = Some((at, generation));
+                    s.values = values;
                 }
+                Some(_) => {}
                 // Neither valid nor blank: a write was cut in this slot.
                 None if slot.iter().any(|&b| b != slot[0]) || (slot[0] != 0 && slot[0] != 0xFF) => s.damaged += 1,
                 None => {}

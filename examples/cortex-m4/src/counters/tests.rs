@@ -266,10 +266,10 @@ fn the_newer_valid_slot_wins_and_a_torn_newer_slot_loses() {
     s.set(1, 20).unwrap();
     s.set(1, 30).unwrap(); // generation 3, back in slot 0
     assert_eq!(s.generation(), 3);
-    drop(s);
+    let _ = s.release();
     let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
     assert_eq!((s.generation(), s.get(1)), (3, Ok(30)));
-    drop(s);
+    let _ = s.release();
     // Corrupt one byte of slot 0 (the newest): slot 1 (20) is what is left.
     e.mem[usize::from(BASE) + 6] ^= 0x10;
     let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
@@ -282,14 +282,14 @@ fn a_write_that_reads_back_wrong_is_an_error_and_keeps_the_old_value() {
     let mut e = Eeprom::new(0xFF);
     let mut s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
     s.set(1, 5).unwrap();
-    drop(s);
+    let _ = s.release();
     e.flaky = 1;
     let mut s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
     assert_eq!(s.set(1, 9), Err(StoreError::Verify));
     assert_eq!(s.get(1), Ok(5));
     // The retry goes to the same (non-current) slot and succeeds.
     s.set(1, 9).unwrap();
-    drop(s);
+    let _ = s.release();
     let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
     assert_eq!(s.get(1), Ok(9));
 }
@@ -304,7 +304,7 @@ fn exhaustion_and_going_back_are_errors_never_a_wrap() {
     assert_eq!(s.reserve(0, 1), Err(StoreError::Exhausted));
     assert_eq!(s.set(0, 3), Err(StoreError::Backwards));
     assert_eq!(s.get(2), Err(StoreError::Index));
-    drop(s);
+    let _ = s.release();
     // A slot at the last generation: no further commit.
     let slot = encode(u32::MAX, &[1, 2]);
     e.mem[usize::from(BASE)..usize::from(BASE) + SLOT_LEN].copy_from_slice(&slot);
