@@ -36,7 +36,7 @@ pub const SLOT_LEN: usize = 4 + 8 * COUNTERS + 4;
 pub const SLOT_STRIDE: u16 = 32;
 /// Largest write the driver issues in one I2C transaction (the EEPROM's page
 /// size; a write never crosses a page).
-pub const PAGE: usize = 16;
+pub const PAGE: usize = 8;
 /// Bytes of EEPROM the store occupies from its base.
 pub const FOOTPRINT: u16 = SLOT_STRIDE * 2;
 
