@@ -28,8 +28,9 @@ impl Lines {
     fn mmio(&self, off: usize, write: Option<u32>) -> u32 {
         let reg = (self.0 + off) as *mut u32;
         match write {
-            // SAFETY: `base` is an SBCon register block (see `SbconI2c::new`);
-            // offsets 0 and 4 are its 4-byte aligned registers.
+            // SAFETY: `self.0` is the SBCon register block at `SBCON3` (the
+            // only constructor); offsets 0 and 4 are its 4-byte aligned
+            // registers, and accessing them has no effect on memory.
             Some(v) => unsafe {
                 core::ptr::write_volatile(reg, v);
                 0
@@ -67,12 +68,11 @@ pub struct SbconI2c {
 }
 
 impl SbconI2c {
-    /// The controller at `base` (for example [`SBCON3`]), with the bus idle.
-    ///
-    /// `base` must be the address of an SBCon register block: the driver
-    /// reads and writes its registers.
-    pub fn new(base: usize, half_period: u32) -> Self {
-        let bus = SbconI2c { lines: Lines(base), half_period };
+    /// The fourth controller of `mps2-an386` ([`SBCON3`], where QEMU attaches
+    /// `at24c-eeprom`), with the bus idle. Like the UART, the driver only
+    /// ever touches the board's own register block at a fixed address.
+    pub fn sbcon3(half_period: u32) -> Self {
+        let bus = SbconI2c { lines: Lines(SBCON3), half_period };
         bus.lines.mmio(SET, Some(SCL | SDA));
         bus
     }

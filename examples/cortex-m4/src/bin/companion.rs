@@ -18,7 +18,7 @@ use oncewire::session::{Limits, Session};
 use oncewire::wire::buffer_len;
 use oncewire::{Error, RustCrypto, Secret};
 use oncewire_companion::counters::{EepromCounters, Write};
-use oncewire_companion::i2c::{SBCON3, SbconI2c};
+use oncewire_companion::i2c::SbconI2c;
 use oncewire_companion::{BoardClock, HmacDrbg, StackPaint, Uart, kind, millis, recv, send, start_systick};
 use rand_core::TryRng;
 use serde::{Deserialize, Serialize};
@@ -121,7 +121,7 @@ fn write_marker(w: Write, generation: u32) {
 fn run() -> Result<(), &'static str> {
     let mut uart = Uart::uart0();
     let clock = BoardClock { epoch_ms: EPOCH_MS };
-    let bus = SbconI2c::new(SBCON3, I2C_HALF_PERIOD);
+    let bus = SbconI2c::sbcon3(I2C_HALF_PERIOD);
     let mut store = EepromCounters::mount(bus, EEPROM, EEPROM_BASE).map_err(|_| "eeprom mount")?.on_write(write_marker);
     log!("eeprom: generation {}, {} damaged slot(s)", store.generation(), store.damaged());
     // Persisted before the DRBG draws anything: no two boots share a stream.
