@@ -209,6 +209,75 @@ fn open_frame<'a, A: AeadCipher>(
     Ok(Opened { header, payload: body })
 }
 
+/// Where a frame is opened: in place (`&mut [u8]`), or out of a read-only
+/// frame into another buffer ([`OpenInto`]). Either way the frame is
+/// unchanged on error.
+pub(crate) trait OpenTarget<'a> {
+    /// The frame, for parsing and the checks before the tag.
+    fn frame(&self) -> &[u8];
+    /// Verifies the tag and decrypts under AAD `header ‖ aad_ext`.
+    fn open<A: AeadCipher>(
+        self,
+        cipher: &A,
+        header: Header,
+        nonce: &[u8; NONCE_LEN],
+        aad_ext: &[u8],
+    ) -> Result<Opened<'a>>;
+}
+
+impl<'a> OpenTarget<'a> for &'a mut [u8] {
+    #[inline]
+    fn frame(&self) -> &[u8] {
+        self
+    }
+
+    #[inline]
+    fn open<A: AeadCipher>(
+        self,
+        cipher: &A,
+        header: Header,
+        nonce: &[u8; NONCE_LEN],
+        aad_ext: &[u8],
+    ) -> Result<Opened<'a>> {
+        open_frame(cipher, header, nonce, aad_ext, self)
+    }
+}
+
+/// A read-only frame and the buffer its plaintext goes to.
+pub(crate) struct OpenInto<'f, 'a> {
+    pub(crate) frame: &'f [u8],
+    pub(crate) out: &'a mut [u8],
+}
+
+impl<'a> OpenTarget<'a> for OpenInto<'_, 'a> {
+    #[inline]
+    fn frame(&self) -> &[u8] {
+        self.frame
+    }
+
+    #[inline]
+    fn open<A: AeadCipher>(
+        self,
+        cipher: &A,
+        header: Header,
+        nonce: &[u8; NONCE_LEN],
+        aad_ext: &[u8],
+    ) -> Result<Opened<'a>> {
+        let payload_len = header.payload_len as usize;
+        let (head, rest) = self.frame.split_at_checked(HEADER_LEN).ok_or(Error::Truncated)?;
+        let (body, tag) = rest.split_at_checked(payload_len).ok_or(Error::Truncated)?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Truncated)?;
+        // The output's length is checked here, before any cryptography.
+        let out = self.out.get_mut(..payload_len).ok_or(Error::BufferTooSmall)?;
+        if aad_ext.is_empty() {
+            cipher.open_detached_to(nonce, head, body, tag, out)?;
+        } else {
+            cipher.open_detached_to(nonce, Aad::new(head, aad_ext)?.as_slice(), body, tag, out)?;
+        }
+        Ok(Opened { header, payload: out })
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Counter strategy
 // ---------------------------------------------------------------------------
@@ -486,16 +555,28 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
         self.open_typed(FrameType::Record, &[], clock.now_ms(), frame)
     }
 
+    /// Opens one read-only frame into `out`, which must have room for the
+    /// payload: the same checks as [`Self::open_in_place`], one pass, and no
+    /// copy on a provider that decrypts while it authenticates.
+    ///
+    /// # Errors
+    /// As [`Self::open_in_place`], and [`Error::BufferTooSmall`] if `out` is
+    /// shorter than the payload (before any cryptography). On error `out`
+    /// holds no plaintext and the replay state is unchanged.
+    pub fn open_to<'a>(&mut self, clock: &impl Clock, frame: &[u8], out: &'a mut [u8]) -> Result<Opened<'a>> {
+        self.open_typed(FrameType::Record, &[], clock.now_ms(), OpenInto { frame, out })
+    }
+
     /// Opens a frame of the expected counter-strategy type with AAD `header ‖ aad_ext`.
-    pub(crate) fn open_typed<'a>(
+    pub(crate) fn open_typed<'a, T: OpenTarget<'a>>(
         &mut self,
         expected: FrameType,
         aad_ext: &[u8],
         now: u64,
-        frame: &'a mut [u8],
+        frame: T,
     ) -> Result<Opened<'a>> {
-        let r = self.precheck(expected, frame, now).and_then(|(h, seq)| {
-            let opened = open_frame(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), aad_ext, frame)?;
+        let r = self.precheck(expected, frame.frame(), now).and_then(|(h, seq)| {
+            let opened = frame.open(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), aad_ext)?;
             Ok((opened, seq))
         });
         match r {
@@ -512,15 +593,15 @@ impl<P: CryptoProvider, const W: usize> CounterReceiver<P, W> {
     /// in the window: the caller records `seq` with [`Self::commit_seq`]
     /// once a shared store accepted it (`SPEC.md` §17.2). A failed open
     /// counts as one, as in [`Self::open_typed`].
-    pub(crate) fn open_typed_unrecorded<'a>(
+    pub(crate) fn open_typed_unrecorded<'a, T: OpenTarget<'a>>(
         &mut self,
         expected: FrameType,
         aad_ext: &[u8],
         now: u64,
-        frame: &'a mut [u8],
+        frame: T,
     ) -> Result<(Opened<'a>, u64)> {
-        let r = self.precheck(expected, frame, now).and_then(|(h, seq)| {
-            let opened = open_frame(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), aad_ext, frame)?;
+        let r = self.precheck(expected, frame.frame(), now).and_then(|(h, seq)| {
+            let opened = frame.open(&self.cipher, h, &counter_nonce(self.iv.expose(), seq), aad_ext)?;
             Ok((opened, seq))
         });
         r.map_err(|e| self.health.reject(e))

@@ -21,7 +21,7 @@ use crate::device::{DeviceId, DeviceVerified, MAX_DEVICE_ID_LEN};
 use crate::error::{Error, Expiry, Result};
 use crate::keyschedule::{SessionKeys, next_secret, traffic_keys};
 use crate::provider::{CryptoProvider, PublicKey};
-use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, Opened, gcm_blocks};
+use crate::record::{CounterReceiver, CounterSender, DEFAULT_MAX_FAILED, OpenInto, OpenTarget, Opened, gcm_blocks};
 use crate::replay::Freshness;
 use crate::secret::Secret;
 use crate::wire::{Frame, FrameType, KEY_ID_LEN, stage};
@@ -494,9 +494,53 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
     /// frame another server accepted passes here and is refused by the
     /// store.
     pub fn open_unrecorded<'a>(&mut self, clock: &impl Clock, frame: &'a mut [u8]) -> Result<(Received<'a>, SeqUse)> {
+        self.open_unrecorded_at(clock, frame)
+    }
+
+    /// Opens a record or key update out of a read-only `frame` into `out`,
+    /// which must have room for the payload (`frame.len()` minus
+    /// [`crate::wire::OVERHEAD`] for a well-formed frame). The same
+    /// checks, in the same order, as [`Self::open_in_place`]; the frame
+    /// cannot change, and on error `out` holds no plaintext.
+    ///
+    /// For a server that receives a frame in a buffer it may not write (an
+    /// HTTP body): one pass instead of a copy and an in-place open, and on
+    /// a provider whose AEAD decrypts while it authenticates (aws-lc-rs)
+    /// no copy at all.
+    ///
+    /// # Errors
+    /// As [`Self::open_in_place`], and [`Error::BufferTooSmall`] if `out`
+    /// is shorter than the payload (before any cryptography).
+    pub fn open_to<'a>(&mut self, clock: &impl Clock, frame: &[u8], out: &'a mut [u8]) -> Result<Received<'a>> {
+        let (received, used) = self.open_unrecorded_to(clock, frame, out)?;
+        self.commit(used)?;
+        Ok(received)
+    }
+
+    /// [`Self::open_unrecorded`] out of a read-only `frame` into `out`, as
+    /// [`Self::open_to`] opens.
+    ///
+    /// # Errors
+    /// As [`Self::open_to`].
+    pub fn open_unrecorded_to<'a>(
+        &mut self,
+        clock: &impl Clock,
+        frame: &[u8],
+        out: &'a mut [u8],
+    ) -> Result<(Received<'a>, SeqUse)> {
+        self.open_unrecorded_at(clock, OpenInto { frame, out })
+    }
+
+    /// The one body of [`Self::open_unrecorded`] and [`Self::open_unrecorded_to`].
+    #[inline]
+    fn open_unrecorded_at<'a, T: OpenTarget<'a>>(
+        &mut self,
+        clock: &impl Clock,
+        frame: T,
+    ) -> Result<(Received<'a>, SeqUse)> {
         let now = self.now(clock);
         self.live(now)?;
-        let ty = Frame::new_checked(&*frame).map(|f| f.header().frame_type);
+        let ty = Frame::new_checked(frame.frame()).map(|f| f.header().frame_type);
         let generation = self.rx_generation;
         match ty {
             Ok(FrameType::KeyUpdate) => {
@@ -687,6 +731,24 @@ impl<P: CryptoProvider, const W: usize> Session<P, W> {
         let now = self.now(clock);
         self.live(now)?;
         self.rx.open_typed(FrameType::Response, &request.to_bytes(), now, frame)
+    }
+
+    /// [`Self::open_response`] out of a read-only `frame` into `out`, as
+    /// [`Self::open_to`] opens.
+    ///
+    /// # Errors
+    /// As [`Self::open_response`], and [`Error::BufferTooSmall`] if `out`
+    /// is shorter than the payload.
+    pub fn open_response_to<'a>(
+        &mut self,
+        clock: &impl Clock,
+        request: RequestId,
+        frame: &[u8],
+        out: &'a mut [u8],
+    ) -> Result<Opened<'a>> {
+        let now = self.now(clock);
+        self.live(now)?;
+        self.rx.open_typed(FrameType::Response, &request.to_bytes(), now, OpenInto { frame, out })
     }
 
     /// Moves the sending key to the next generation without a handshake:

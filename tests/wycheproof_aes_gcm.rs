@@ -1,8 +1,10 @@
 //! Wycheproof AES-GCM vectors through oncewire's own AEAD API (the
 //! provider's `AeadCipher`, which every frame goes through): every case with
 //! a 96-bit nonce, a 128-bit tag and a 128- or 256-bit key. Valid cases must
-//! seal to the exact ciphertext and tag and open again; invalid ones must fail
-//! to open and leave the buffer unchanged. Counts are printed.
+//! seal to the exact ciphertext and tag and open again, in place and out of
+//! place (`open_detached_to`); invalid ones must fail to open, leave the
+//! buffer unchanged, and leave no plaintext in the output buffer. Counts are
+//! printed.
 #![allow(
     missing_docs,
     clippy::arithmetic_side_effects,
@@ -35,6 +37,12 @@ fn run<A: AeadCipher>(
         if buf != ct || got != *tag {
             return Err("seal output differs".into());
         }
+        // Out of place first, from the ciphertext still in `buf`.
+        let mut out = vec![0u8; ct.len()];
+        cipher.open_detached_to(nonce, aad, &buf, tag, &mut out).map_err(|e| format!("open_to: {e:?}"))?;
+        if out != pt {
+            return Err("open_to output differs".into());
+        }
         cipher.open_detached(nonce, aad, &mut buf, tag).map_err(|e| format!("open: {e:?}"))?;
         if buf != pt {
             return Err("open output differs".into());
@@ -45,6 +53,15 @@ fn run<A: AeadCipher>(
             Err(Error::Authentication) if buf == ct => {}
             Err(Error::Authentication) => return Err("failed open changed the buffer".into()),
             other => return Err(format!("invalid case opened: {other:?}")),
+        }
+        let mut out = vec![0xeeu8; ct.len()];
+        match cipher.open_detached_to(nonce, aad, ct, tag, &mut out) {
+            // No plaintext in `out`: the provider's zeros, the default's
+            // ciphertext, or the untouched fill.
+            Err(Error::Authentication)
+                if out.iter().all(|b| *b == 0) || out == ct || out.iter().all(|b| *b == 0xee) => {}
+            Err(Error::Authentication) => return Err("failed open_to left other bytes in out".into()),
+            other => return Err(format!("invalid case opened out of place: {other:?}")),
         }
     }
     Ok(())

@@ -13,6 +13,8 @@
 //!   it authenticates and zeroes the output on failure, so `open_detached`
 //!   keeps a copy of the ciphertext (never plaintext) in a per-thread scratch
 //!   buffer and writes it back on error, as the [`AeadCipher`] contract asks.
+//!   `open_detached_to` (out of place: a read-only frame into another
+//!   buffer) needs no copy; `Session::open_to` is the path that uses it.
 //!
 //! Compressed SEC1 points (33 bytes, only ever parsed from input, never on
 //! the wire) are decompressed with `p256`; AWS-LC validates every point it
@@ -111,6 +113,25 @@ macro_rules! awslc_gcm_cipher {
                 tag: &[u8; TAG_LEN],
             ) -> Result<()> {
                 open_restoring(&self.0, nonce, aad, buf, tag)
+            }
+
+            #[inline]
+            fn open_detached_to(
+                &self,
+                nonce: &[u8; NONCE_LEN],
+                aad: &[u8],
+                ciphertext: &[u8],
+                tag: &[u8; TAG_LEN],
+                out: &mut [u8],
+            ) -> Result<()> {
+                // Out of place, so no copy: AWS-LC zeroes `out` on a bad
+                // tag, and `ciphertext` is never written.
+                if out.len() != ciphertext.len() {
+                    return Err(Error::BufferTooSmall);
+                }
+                self.0
+                    .open_separate_gather(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), ciphertext, tag, out)
+                    .map_err(|_| Error::Authentication)
             }
         }
     };

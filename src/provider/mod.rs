@@ -81,6 +81,36 @@ pub trait AeadCipher: Sized {
     /// # Errors
     /// [`Error::Authentication`] if the tag does not verify; `buf` is unchanged.
     fn open_detached(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<()>;
+
+    /// Verifies `tag` over `ciphertext` and, only if it is valid, decrypts
+    /// it into `out`. `ciphertext` is read-only, so a failed open cannot
+    /// change it: a backend that decrypts while it authenticates needs no
+    /// copy here. On error `out` holds no plaintext (it may hold the
+    /// ciphertext or zeros).
+    ///
+    /// The default copies `ciphertext` into `out` and opens it there with
+    /// [`Self::open_detached`]; a backend that can decrypt from one buffer
+    /// into another overrides it.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] if `out` is not exactly as long as
+    /// `ciphertext` (checked before any cryptography),
+    /// [`Error::Authentication`] if the tag does not verify.
+    #[inline]
+    fn open_detached_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<()> {
+        if out.len() != ciphertext.len() {
+            return Err(Error::BufferTooSmall);
+        }
+        out.copy_from_slice(ciphertext);
+        self.open_detached(nonce, aad, out, tag)
+    }
 }
 
 /// An uncompressed SEC1 P-256 public key, `0x04 ‖ x ‖ y`.

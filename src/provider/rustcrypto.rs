@@ -54,6 +54,21 @@ macro_rules! aes_gcm_cipher {
                     .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
                     .map_err(|_| Error::Authentication)
             }
+
+            #[inline]
+            fn open_detached_to(
+                &self,
+                nonce: &[u8; NONCE_LEN],
+                aad: &[u8],
+                ciphertext: &[u8],
+                tag: &[u8; TAG_LEN],
+                out: &mut [u8],
+            ) -> Result<()> {
+                // The same order as above: `out` is written only after the
+                // tag over `ciphertext` compared equal.
+                let io = aes_gcm::aead::inout::InOutBuf::new(ciphertext, out).map_err(|_| Error::BufferTooSmall)?;
+                self.0.decrypt_inout_detached(nonce.into(), aad, io, tag.into()).map_err(|_| Error::Authentication)
+            }
         }
     };
 }

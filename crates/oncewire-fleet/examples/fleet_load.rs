@@ -58,10 +58,10 @@
 //! PostgreSQL schema and Redis keys are removed.
 #![allow(clippy::arithmetic_side_effects, clippy::cast_precision_loss)] // statistics of a benchmark tool
 
-use oncewire::device::SoftwareSigner;
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::{DeviceId, PublicKey};
 use oncewire_http::client::Client;
+use oncewire_http::provider::SoftwareSigner;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};

@@ -26,11 +26,12 @@
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use oncewire::{CryptoProvider, RustCrypto, Secret, ServerKey};
+use oncewire::{CryptoProvider, RustCrypto, Secret};
 use oncewire_fleet::postgres::PgRegistry;
 use oncewire_fleet::redis::sessions::RedisSessions;
 use oncewire_fleet::redis::{Fleet, RedisOnce, RedisPending};
 use oncewire_fleet::seal::FleetKeys;
+use oncewire_http::provider::ServerKey;
 use oncewire_http::server::{Backend, Config, Opened};
 use std::sync::Arc;
 

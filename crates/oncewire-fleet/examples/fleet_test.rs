@@ -69,10 +69,10 @@
 //! temporary directory, removed after a pass unless `--keep`.
 #![allow(clippy::arithmetic_side_effects)] // counters and times of a test tool
 
-use oncewire::device::SoftwareSigner;
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::{DeviceId, PublicKey};
 use oncewire_http::client::{Client, ClientError, RawReply};
+use oncewire_http::provider::SoftwareSigner;
 use oncewire_http::store::SessionId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;

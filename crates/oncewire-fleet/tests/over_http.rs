@@ -15,9 +15,10 @@
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use oncewire::device::SoftwareSigner;
+use oncewire_http::provider::{ServerKey, SoftwareSigner};
+
 use oncewire::rng::{OsRng, TryRng};
-use oncewire::{DeviceId, Limits, PublicKey, Secret, ServerKey};
+use oncewire::{DeviceId, Limits, PublicKey, Secret};
 use oncewire_fleet::postgres::PgRegistry;
 use oncewire_fleet::redis::sessions::RedisSessions;
 use oncewire_fleet::redis::{Fleet, RedisOnce, RedisPending};

@@ -19,10 +19,11 @@ mod store_suite;
 
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::wire::buffer_len;
-use oncewire::{Error, Limits, Secret, Session};
+use oncewire::{Error, Limits, Secret};
 use oncewire_fleet::redis::conn::Fleet;
 use oncewire_fleet::redis::sessions::RedisSessions;
 use oncewire_fleet::seal::FleetKeys;
+use oncewire_http::provider::Session;
 use oncewire_http::store::{SessionHandle, SessionId, SessionStore};
 use std::collections::HashSet;
 use std::sync::Arc;

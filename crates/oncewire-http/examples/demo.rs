@@ -22,15 +22,19 @@
 //! The backend's clock is a [`ShiftedClock`]: the demo moves it forward to
 //! make a frame stale and a token expire without waiting.
 //!
+//! `cargo run --example demo --features oncewire-http/aws-lc-rs` runs the
+//! same on the aws-lc-rs provider (`oncewire_http::provider`).
+//!
 //! The UART/TCP envelope transport of `SPEC.md` Appendix A (for the
 //! Cortex-M4 firmware and the Python peer) is `cargo run --example envelope`.
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use oncewire::device::SoftwareSigner;
+use oncewire_http::provider::{ServerKey, SoftwareSigner};
+
+use oncewire::DeviceId;
 use oncewire::rng::OsRng;
-use oncewire::{DeviceId, ServerKey};
 use oncewire_http::client::{Client, ClientError};
 use oncewire_http::server::{
     Backend, ChallengeBound, CheckedToken, Need, OneShot, Opened, ShiftedClock, VerifiedDevice,
@@ -225,7 +229,10 @@ fn software_key() -> Fallible<SoftwareSigner> {
 async fn run(t: &mut Transcript) -> Fallible<()> {
     let clock = ShiftedClock::new();
     let (backend, base) = serve(clock.clone()).await?;
-    println!("oncewire demo: an axum backend on {base}, an app's client calling it over HTTP\n");
+    println!(
+        "oncewire demo: an axum backend on {base}, an app's client calling it over HTTP (provider: {})\n",
+        oncewire_http::provider::name()
+    );
 
     println!("1. pinning: the app ships with the server's static key");
     let server_key = backend.public_key();

@@ -5,7 +5,10 @@
 //! ```text
 //! cargo run --release -p oncewire-http --example load -- [--clients 64] [--seconds 5] [--quick]
 //!     [--only handshake,sealed64,plain64,sealed1k,plain1k]
+//! cargo run --release -p oncewire-http --features aws-lc-rs --example load -- ...   # on aws-lc-rs
 //! ```
+//!
+//! `scripts/load-both` runs it once per provider and prints the two side by side.
 //!
 //! `--quick` is 64 clients and 1 s per phase (for CI: it fails on errors and
 //! on a disagreement with `/metrics`, never on the ratio). `--only` runs
@@ -46,11 +49,12 @@ use axum::routing::post;
 use axum::serve::ListenerExt as _;
 use oncewire::DeviceSigner as _;
 use oncewire::clock::SystemClock;
-use oncewire::device::SoftwareSigner;
+use oncewire_http::provider::{ClientHandshake, ServerKey, Session, SoftwareSigner};
+
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
 use oncewire::rng::OsRng;
 use oncewire::wire::buffer_len;
-use oncewire::{ClientHandshake, DeviceId, Limits, Received, ServerKey, Session};
+use oncewire::{DeviceId, Limits, Received};
 use oncewire_http::client::Client;
 use oncewire_http::server::{Backend, Opened, VerifiedDevice};
 use serde::{Deserialize, Serialize};
@@ -453,6 +457,7 @@ async fn run() -> Result<bool, BoxError> {
         o.clients, o.seconds
     );
     println!("CPU: {model}; {cores} cores; {flags}");
+    println!("provider: {} (oncewire_http::provider::Provider, both sides)", oncewire_http::provider::name());
     println!(
         "Note: the servers and the load generator run in this one process (one tokio runtime) and share \
          these {cores} cores; CPU below is the whole process's (clients and servers)."

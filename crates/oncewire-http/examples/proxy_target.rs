@@ -43,10 +43,11 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use oncewire::device::{Admission, EnrolledDevice, ReEnrollment, SoftwareSigner};
+use oncewire::device::{Admission, EnrolledDevice, ReEnrollment};
 use oncewire::rng::OsRng;
-use oncewire::{DeviceId, Error, PublicKey, Secret, ServerKey};
+use oncewire::{DeviceId, Error, PublicKey, Secret};
 use oncewire_http::client::Client;
+use oncewire_http::provider::{ServerKey, SoftwareSigner};
 use oncewire_http::server::{Backend, Opened, VerifiedDevice};
 use oncewire_http::session_hex;
 use oncewire_http::store::DeviceRegistry;
@@ -267,7 +268,7 @@ async fn run(args: Vec<String>) -> Result<(), BoxError> {
     };
     match args.first().map(String::as_str) {
         Some("--gen-key") => {
-            let (_, secret) = ServerKey::<oncewire::RustCrypto>::generate_persistent(&mut OsRng)?;
+            let (_, secret) = ServerKey::generate_persistent(&mut OsRng)?;
             println!("{}", hex(secret.expose()));
             Ok(())
         }

@@ -21,6 +21,7 @@
 //! when a reply's time does not fit the clock offset measured at the
 //! handshake (a clock stepped), it connects again to measure it anew.
 
+use crate::provider::{ClientHandshake, Prover, RequestSender, Session};
 use crate::server::{Need, ONE_SHOT_INFO};
 use crate::store::SessionId;
 use crate::{
@@ -30,12 +31,11 @@ use oncewire::bound::MAX_BOUND_LEN;
 use oncewire::challenge::{CHALLENGE_LEN, Challenge};
 use oncewire::device::MAX_ENROLLMENT_REQUEST_LEN;
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
-use oncewire::prover::Prover;
-use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestSender};
+use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD};
 use oncewire::rng::OsRng;
 use oncewire::token::MAX_TOKEN_LEN;
 use oncewire::wire::buffer_len;
-use oncewire::{ClientHandshake, Clock, DeviceId, DeviceSigner, Error, Limits, PublicKey, RequestId, Session};
+use oncewire::{Clock, DeviceId, DeviceSigner, Error, Limits, PublicKey, RequestId};
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -162,7 +162,7 @@ impl<S: DeviceSigner> Client<S> {
             base: base.trim_end_matches('/').to_owned(),
             server_key,
             device,
-            prover: Prover::new(signer),
+            prover: Prover::with_provider(signer),
             session: None,
             request_key: None,
             token: None,
@@ -486,7 +486,7 @@ impl<S: DeviceSigner> Client<S> {
         // Fetching the key connected: the session has measured the offset.
         let (session, _) = self.session.as_ref().ok_or(ClientError::Protocol(Error::UnknownSession))?;
         let clock = session.server_clock(self.clock.clone());
-        let n = RequestSender::new(key).seal(
+        let n = RequestSender::with_suite(key).seal(
             &mut OsRng,
             &clock,
             None,

@@ -31,6 +31,7 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod metrics;
+pub mod provider;
 pub mod server;
 pub mod store;
 

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::post};
-//! use oncewire::ServerKey;
+//! use oncewire_http::provider::ServerKey;
 //! use oncewire::rng::OsRng;
 //! use oncewire_http::server::{Backend, Need, Opened, VerifiedDevice};
 //!
@@ -41,6 +41,10 @@
 //! is sealed, never across your handler.
 
 use crate::metrics::{Metrics, Reason, Route};
+use crate::provider::{
+    EnrollmentIssuer, KeyPair, Provider, ReplayCache, RequestReceiver, ServerKey, Session, StatelessChallenges,
+    TokenIssuer, TokenVerifier,
+};
 use crate::store::{
     DeviceRegistry, MemoryOnce, MemoryPending, MemoryRegistry, MemorySessions, OnceStore, PendingStore, Refusal,
     SessionHandle, SessionId, SessionStore,
@@ -55,21 +59,16 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use oncewire::bound::{BoundRequest, Checks};
-use oncewire::cache::{Once, Purpose, ReplayCache};
-use oncewire::challenge::{CHALLENGE_LEN, Challenge, StatelessChallenges};
+use oncewire::cache::{Once, Purpose};
+use oncewire::challenge::{CHALLENGE_LEN, Challenge};
 use oncewire::clock::SystemClock;
-use oncewire::device::{EnrollmentIssuer, EnrollmentRequest, ReEnrollment};
+use oncewire::device::{EnrollmentRequest, ReEnrollment};
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
-use oncewire::hpke::KeyPair;
 use oncewire::replay::Freshness;
-use oncewire::request::RequestReceiver;
 use oncewire::rng::{OsRng, TryRng};
-use oncewire::token::{Claims, MAX_TOKEN_LEN, TokenIssuer, TokenVerifier};
+use oncewire::token::{Claims, MAX_TOKEN_LEN};
 use oncewire::wire::buffer_len;
-use oncewire::{
-    Clock, CryptoProvider, DeviceId, Error, Limits, PublicKey, Received, RequestId, RustCrypto, Secret, SeqUse,
-    ServerKey, Session,
-};
+use oncewire::{Clock, CryptoProvider, DeviceId, Error, Limits, PublicKey, Received, RequestId, Secret, SeqUse};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -408,7 +407,7 @@ impl SharedKeys {
     fn derive(secret: &Secret<32>, c: Config) -> Result<Self, Error> {
         let key = |label: &[u8]| -> Result<Secret<32>, Error> {
             let mut out = Secret::<32>::zero();
-            RustCrypto::hkdf_expand(secret, &[b"oncewire-http fleet ", label], out.expose_mut())?;
+            Provider::hkdf_expand(secret, &[b"oncewire-http fleet ", label], out.expose_mut())?;
             Ok(out)
         };
         let hash_key = |label: &[u8]| -> Result<[u8; 16], Error> {

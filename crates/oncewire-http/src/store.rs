@@ -13,13 +13,12 @@
 //! - they are bounded, and a full store refuses with
 //!   [`Error::CapacityExceeded`] (HTTP 503, `retry-later`).
 
-use oncewire::cache::{Once, Purpose, ReplayCache};
-use oncewire::challenge::StatelessChallenges;
+use crate::provider::{ReplayCache, ServerAwaitFinish, Session, StatelessChallenges};
+use oncewire::cache::{Once, Purpose};
 use oncewire::device::{Admission, EnrolledDevice, ReEnrollment};
-use oncewire::handshake::ServerAwaitFinish;
 use oncewire::replay::Freshness;
 use oncewire::rng::OsRng;
-use oncewire::{DeviceId, Error, PublicKey, SeqUse, Session};
+use oncewire::{DeviceId, Error, PublicKey, SeqUse};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -410,17 +409,14 @@ impl PendingStore for MemoryPending {
 /// `N` bounds each set: past it the oldest entry is evicted and the set's
 /// floor rises, so an evicted use is refused as stale, never accepted again.
 pub struct MemoryOnce<const N: usize = 4096> {
-    requests: Box<Mutex<ReplayCache<oncewire::provider::RustCrypto, N>>>,
-    proofs: Box<Mutex<ReplayCache<oncewire::provider::RustCrypto, N>>>,
-    challenges: Box<Mutex<ReplayCache<oncewire::provider::RustCrypto, N>>>,
+    requests: Box<Mutex<ReplayCache<N>>>,
+    proofs: Box<Mutex<ReplayCache<N>>>,
+    challenges: Box<Mutex<ReplayCache<N>>>,
 }
 
 /// A cache on the heap (the rings are large; built in a frame of its own).
 #[inline(never)]
-fn boxed_cache<const N: usize>(
-    p: Purpose,
-    f: Freshness,
-) -> Result<Box<Mutex<ReplayCache<oncewire::provider::RustCrypto, N>>>, Error> {
+fn boxed_cache<const N: usize>(p: Purpose, f: Freshness) -> Result<Box<Mutex<ReplayCache<N>>>, Error> {
     Ok(Box::new(Mutex::new(ReplayCache::generate(p, &mut OsRng, f)?)))
 }
 
@@ -440,14 +436,11 @@ impl<const N: usize> MemoryOnce<N> {
         Ok(Self {
             requests: boxed_cache(Purpose::Requests, freshness)?,
             proofs: boxed_cache(Purpose::TokenProofs, freshness)?,
-            challenges: boxed_cache(
-                Purpose::Challenges,
-                StatelessChallenges::<oncewire::provider::RustCrypto>::freshness(challenge_ttl_ms),
-            )?,
+            challenges: boxed_cache(Purpose::Challenges, StatelessChallenges::freshness(challenge_ttl_ms))?,
         })
     }
 
-    fn set(&self, p: Purpose) -> &Mutex<ReplayCache<oncewire::provider::RustCrypto, N>> {
+    fn set(&self, p: Purpose) -> &Mutex<ReplayCache<N>> {
         match p {
             Purpose::Requests => &self.requests,
             Purpose::TokenProofs => &self.proofs,

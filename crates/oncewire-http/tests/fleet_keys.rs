@@ -2,8 +2,9 @@
 //! (`SPEC.md` §17.1); servers without it, or with another, do not.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+use oncewire::Secret;
 use oncewire::rng::OsRng;
-use oncewire::{Secret, ServerKey};
+use oncewire_http::provider::ServerKey;
 use oncewire_http::server::Backend;
 
 fn server_key() -> ServerKey {

@@ -5,9 +5,10 @@
 
 use axum::Router;
 use axum::routing::post;
-use oncewire::device::SoftwareSigner;
+use oncewire_http::provider::{Prover, ServerKey, SoftwareSigner};
+
+use oncewire::DeviceId;
 use oncewire::rng::OsRng;
-use oncewire::{DeviceId, ServerKey};
 use oncewire_http::client::Client;
 use oncewire_http::metrics::Route;
 use oncewire_http::server::{Backend, ChallengeBound, CheckedToken, Need, OneShot, Opened, VerifiedDevice};
@@ -77,7 +78,7 @@ async fn every_kind_of_request_end_to_end() {
 #[tokio::test]
 async fn an_enrollment_challenge_is_used_once() {
     use oncewire::device::MAX_ENROLLMENT_REQUEST_LEN;
-    use oncewire::prover::Prover;
+
     use oncewire_http::metrics::Reason;
     let (backend, base) = serve().await;
     let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
@@ -85,7 +86,7 @@ async fn an_enrollment_challenge_is_used_once() {
     let challenge = c.send_raw("/oncewire/v1/enroll/challenge", None, Vec::new()).await.unwrap().body;
     let answer = |name: &'static [u8]| {
         let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
-        let req = Prover::new(signer)
+        let req = Prover::with_provider(signer)
             .answer_enrollment(&backend.public_key(), &challenge, DeviceId::new(name).unwrap())
             .unwrap();
         let mut buf = [0u8; MAX_ENROLLMENT_REQUEST_LEN];

@@ -22,12 +22,13 @@ use axum::Router;
 use axum::routing::post;
 use oncewire::bound::{BoundRequest, MAX_BOUND_LEN};
 use oncewire::clock::SystemClock;
-use oncewire::device::SoftwareSigner;
+use oncewire_http::provider::{ClientHandshake, ServerKey, Session, SoftwareSigner};
+
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
 use oncewire::rng::{OsRng, TryRng};
 use oncewire::session::Limits;
 use oncewire::wire::{HEADER_LEN, buffer_len};
-use oncewire::{ClientHandshake, DeviceId, Error, Expiry, RequestId, Secret, ServerKey, Session};
+use oncewire::{DeviceId, Error, Expiry, RequestId, Secret};
 use oncewire_http::client::{Client, ClientError, RawReply, SealedRequest};
 use oncewire_http::metrics::{Reason, Route};
 use oncewire_http::server::{

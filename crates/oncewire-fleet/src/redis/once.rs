@@ -34,7 +34,8 @@ use super::conn::Fleet;
 use oncewire::Error;
 use oncewire::Expiry;
 use oncewire::cache::{Once, Purpose};
-use oncewire::challenge::StatelessChallenges;
+use oncewire_http::provider::StatelessChallenges;
+
 use oncewire::replay::Freshness;
 use oncewire_http::store::{OnceStore, Refusal};
 use redis::Script;
@@ -115,13 +116,7 @@ impl RedisOnce {
         let script = Script::new(ACCEPT);
         fleet.load(&script).await?;
         let keys = [fleet.key("o:req:"), fleet.key("o:proof:"), fleet.key("o:chal:")];
-        Ok(Self {
-            fleet,
-            freshness,
-            challenges: StatelessChallenges::<oncewire::provider::RustCrypto>::freshness(challenge_ttl_ms),
-            script,
-            keys,
-        })
+        Ok(Self { fleet, freshness, challenges: StatelessChallenges::freshness(challenge_ttl_ms), script, keys })
     }
 
     /// Connects ([`Fleet::connect`]) and makes the sets ([`Self::new`]).

@@ -36,8 +36,9 @@
 use super::conn::Fleet;
 use super::once::push_hex;
 use crate::seal::FleetKeys;
-use oncewire::handshake::{PENDING_STATE_LEN, ServerAwaitFinish};
+use oncewire::handshake::PENDING_STATE_LEN;
 use oncewire::{Error, Limits};
+use oncewire_http::provider::ServerAwaitFinish;
 use oncewire_http::store::{PendingStore, SessionId};
 use redis::Script;
 use std::sync::{Arc, Mutex};

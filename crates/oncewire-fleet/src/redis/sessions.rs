@@ -35,7 +35,8 @@
 use crate::redis::conn::Fleet;
 use crate::seal::FleetKeys;
 use oncewire::replay::CounterWindow;
-use oncewire::{Error, Expiry, Limits, SESSION_STATE_LEN, SeqUse, Session};
+use oncewire::{Error, Expiry, Limits, SESSION_STATE_LEN, SeqUse};
+use oncewire_http::provider::Session;
 use oncewire_http::store::{SessionHandle, SessionId, SessionStore};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -48,13 +48,17 @@
 
 use oncewire::cache::{Once, Purpose};
 use oncewire::clock::Clock;
-use oncewire::device::{Admission, EnrolledDevice, EnrollmentChallenge, ReEnrollment, SoftwareSigner};
-use oncewire::handshake::{ClientAwaitResponse, MAX_HANDSHAKE_LEN, ServerAwaitFinish};
-use oncewire::prover::Prover;
+use oncewire::device::{Admission, EnrolledDevice, ReEnrollment};
+use oncewire::handshake::MAX_HANDSHAKE_LEN;
+use oncewire_http::provider::{
+    ClientAwaitResponse, ClientHandshake, EnrollmentChallenge, Prover, ServerAwaitFinish, ServerKey, Session,
+    SoftwareSigner,
+};
+
 use oncewire::replay::Freshness;
 use oncewire::rng::{OsRng, TryCryptoRng, TryRng};
 use oncewire::wire::buffer_len;
-use oncewire::{ClientHandshake, DeviceId, DeviceSigner, Error, Expiry, Limits, PublicKey, Secret, ServerKey, Session};
+use oncewire::{DeviceId, DeviceSigner, Error, Expiry, Limits, PublicKey, Secret};
 use oncewire_http::store::{DeviceRegistry, OnceStore, PendingStore, Refusal, SessionId, SessionStore};
 use std::future::Future;
 use std::sync::Arc;
@@ -210,7 +214,7 @@ pub(crate) fn enrollment(device: &str) -> EnrolledDevice {
     let clock = At(T0);
     let challenge: EnrollmentChallenge = EnrollmentChallenge::issue(&mut OsRng, &clock, 60_000).unwrap();
     let signer: SoftwareSigner = SoftwareSigner::generate(&mut OsRng).unwrap();
-    let request = Prover::new(signer)
+    let request = Prover::with_provider(signer)
         .answer_enrollment(server.public_key(), challenge.nonce(), DeviceId::new(device.as_bytes()).unwrap())
         .unwrap();
     challenge.verify(server.public_key(), &request, &clock).unwrap()
