@@ -1,6 +1,7 @@
 //! An established session (from a real handshake) opening arbitrary frames
 //! and responses: never panics, never changes the window on failure; an
-//! accepted record is a replay the second time.
+//! accepted record is a replay the second time; the out-of-place open
+//! (`open_unrecorded_to`) reaches the same verdict as the in-place one.
 #![no_main]
 #[path = "common.rs"]
 mod common;
@@ -26,8 +27,15 @@ fuzz_target!(|data: &[u8]| {
     static SESSION: OnceLock<std::sync::Mutex<Session>> = OnceLock::new();
     let mut s = SESSION.get_or_init(|| std::sync::Mutex::new(server_session())).lock().unwrap();
     let before = s.window().clone();
+    // The out-of-place open first: it records nothing, so the in-place
+    // open below must reach the same verdict on the same state.
+    let mut out = vec![0u8; data.len()];
+    let to = s.open_unrecorded_to(&clock(), data, &mut out).map(|_| ());
+    assert_eq!(s.window(), &before, "an unrecorded open changed the window");
     let mut buf = data.to_vec();
-    match s.open_in_place(&clock(), &mut buf) {
+    let in_place = s.open_in_place(&clock(), &mut buf);
+    assert_eq!(to, in_place.as_ref().map(|_| ()).map_err(|e| *e), "open_to and open_in_place disagree");
+    match in_place {
         Err(_) => {
             assert_eq!(buf, data, "a failed open changed the buffer");
             assert_eq!(s.window(), &before, "a failed open changed the window");
