@@ -13,16 +13,16 @@
     clippy::panic
 )]
 
+mod common;
+
 use oncewire::clock::ManualClock;
-use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner};
-use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
+use oncewire::device::{DeviceSigner, SoftwareSigner};
 use oncewire::hpke::{self as ow, Aes128Gcm, Aes256Gcm, HpkeAead, KeyPair};
-use oncewire::prover::Prover;
 use oncewire::provider::{AwsLc, CryptoProvider};
 use oncewire::replay::Freshness;
 use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD, RequestReceiver, RequestSender};
 use oncewire::rng::OsRng;
-use oncewire::session::{Limits, Received, Session};
+use oncewire::session::Received;
 use oncewire::stream::{CHUNK_HEADER_LEN, STREAM_HEADER_LEN, StreamOpener, StreamSealer, chunk_buffer_len};
 use oncewire::token::{Claims, TokenIssuer, TokenVerifier};
 use oncewire::wire::buffer_len;
@@ -30,35 +30,9 @@ use oncewire::{Error, RustCrypto, Secret};
 
 const NOW: u64 = 1_767_225_600_000;
 
-/// Enrollment and the handshake: the device (client, provider `C`) enrolls
-/// with the server (provider `S`), then both run the three messages.
-fn handshake<C: CryptoProvider, S: CryptoProvider>(clock: &ManualClock) -> (Session<C>, Session<S>) {
-    let server = ServerKey::<S>::generate(&mut OsRng).unwrap();
-    let device = DeviceId::new(b"lock-0042").unwrap();
-    let mut signer = SoftwareSigner::<C>::generate(&mut OsRng).unwrap();
-    let challenge = EnrollmentChallenge::<S>::issue(&mut OsRng, clock, 60_000).unwrap();
-    let request = Prover::<_, C>::with_provider(&mut signer)
-        .answer_enrollment(server.public_key(), challenge.nonce(), device)
-        .unwrap();
-    let enrolled = challenge.verify(server.public_key(), &request, clock).unwrap();
-    assert_eq!(enrolled.public_key, signer.public_key().unwrap());
-    let enrolled = (enrolled.device, enrolled.public_key);
-
-    let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (client, n1) = ClientHandshake::<C>::start(*server.public_key(), &mut OsRng, clock, &mut m1).unwrap();
-    let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
-    let (pending, n2) = server.accept(&mut OsRng, clock, &m1[..n1], Limits::DEFAULT, &mut m2).unwrap();
-    let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
-    let (c, n3) = client.finish::<_, 32>(clock, &m2[..n2], device, &mut signer, Limits::DEFAULT, &mut m3).unwrap();
-    let sv = pending.finish::<_, 32>(clock, &mut m3[..n3], &enrolled).unwrap();
-    assert_eq!(c.handshake_hash(), sv.handshake_hash());
-    assert_eq!(c.session_id(), sv.session_id());
-    (c, sv)
-}
-
 fn sessions<C: CryptoProvider, S: CryptoProvider>() {
     let clock = ManualClock::new(NOW);
-    let (mut c, mut sv) = handshake::<C, S>(&clock);
+    let (mut c, mut sv) = common::provider_pair::<C, S>(&clock);
     for len in [0usize, 1, 64, 1024, 16 * 1024] {
         let req: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         let mut f = vec![0u8; buffer_len(len)];

@@ -17,35 +17,11 @@ mod common;
 
 use oncewire::Error;
 use oncewire::clock::ManualClock;
-use oncewire::device::{DeviceId, EnrollmentChallenge, SoftwareSigner};
-use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
-use oncewire::prover::Prover;
 use oncewire::provider::{AeadCipher, CryptoProvider};
-use oncewire::rng::OsRng;
-use oncewire::session::{Limits, Received, Session};
+use oncewire::session::Received;
 use oncewire::wire::{OVERHEAD, buffer_len};
 
 const NOW: u64 = 1_767_225_600_000;
-
-fn pair<P: CryptoProvider>(clock: &ManualClock) -> (Session<P>, Session<P>) {
-    let server = ServerKey::<P>::generate(&mut OsRng).unwrap();
-    let device = DeviceId::new(b"lock-0042").unwrap();
-    let mut signer = SoftwareSigner::<P>::generate(&mut OsRng).unwrap();
-    let challenge = EnrollmentChallenge::<P>::issue(&mut OsRng, clock, 60_000).unwrap();
-    let request = Prover::<_, P>::with_provider(&mut signer)
-        .answer_enrollment(server.public_key(), challenge.nonce(), device)
-        .unwrap();
-    let enrolled = challenge.verify(server.public_key(), &request, clock).unwrap();
-    let enrolled = (enrolled.device, enrolled.public_key);
-    let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (client, n1) = ClientHandshake::<P>::start(*server.public_key(), &mut OsRng, clock, &mut m1).unwrap();
-    let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
-    let (pending, n2) = server.accept(&mut OsRng, clock, &m1[..n1], Limits::DEFAULT, &mut m2).unwrap();
-    let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
-    let (c, n3) = client.finish::<_, 32>(clock, &m2[..n2], device, &mut signer, Limits::DEFAULT, &mut m3).unwrap();
-    let sv = pending.finish::<_, 32>(clock, &mut m3[..n3], &enrolled).unwrap();
-    (c, sv)
-}
 
 fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect()
@@ -54,7 +30,7 @@ fn payload(len: usize) -> Vec<u8> {
 /// Opens out of place at every size, answers, and reads the answer out of place.
 fn open_to_matches_in_place<P: CryptoProvider>() {
     let clock = ManualClock::new(NOW);
-    let (mut c, mut sv) = pair::<P>(&clock);
+    let (mut c, mut sv) = common::provider_pair::<P, P>(&clock);
     for len in [0usize, 1, 15, 16, 17, 64, 1024, 16 * 1024] {
         let req = payload(len);
         let mut f = vec![0u8; buffer_len(len)];
@@ -88,7 +64,7 @@ fn open_to_matches_in_place<P: CryptoProvider>() {
 /// `out` never holds plaintext after a failure.
 fn failures_change_nothing<P: CryptoProvider>() {
     let clock = ManualClock::new(NOW);
-    let (mut c, mut sv) = pair::<P>(&clock);
+    let (mut c, mut sv) = common::provider_pair::<P, P>(&clock);
     let req = payload(1024);
     let mut f = vec![0u8; buffer_len(req.len())];
     let n = c.seal(&clock, &req, &mut f).unwrap();
@@ -139,7 +115,7 @@ fn failures_change_nothing<P: CryptoProvider>() {
 /// generation once; a stale `SeqUse` is refused.
 fn key_update_and_unrecorded<P: CryptoProvider>() {
     let clock = ManualClock::new(NOW);
-    let (mut c, mut sv) = pair::<P>(&clock);
+    let (mut c, mut sv) = common::provider_pair::<P, P>(&clock);
     let mut ku = vec![0u8; buffer_len(0)];
     let kn = c.update_keys(&clock, &mut ku).unwrap();
     let (r, used) = sv.open_unrecorded_to(&clock, &ku[..kn], &mut []).unwrap();

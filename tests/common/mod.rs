@@ -13,7 +13,7 @@
 
 use oncewire::challenge::{BINDING_LEN, CHALLENGE_LEN, Challenge};
 use oncewire::clock::ManualClock;
-use oncewire::device::{DeviceId, EnrollmentChallenge, SoftwareSigner};
+use oncewire::device::{DeviceId, DeviceSigner, EnrollmentChallenge, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN, ServerKey};
 use oncewire::prover::Prover;
 use oncewire::provider::{CryptoProvider, PublicKey};
@@ -295,3 +295,29 @@ macro_rules! for_each_provider {
 }
 #[allow(unused_imports)]
 pub(crate) use for_each_provider;
+
+/// Enrollment and the handshake: the device (client, provider `C`) enrolls
+/// with the server (provider `S`), then both run the three messages.
+pub(crate) fn provider_pair<C: CryptoProvider, S: CryptoProvider>(clock: &ManualClock) -> (Session<C>, Session<S>) {
+    let server = ServerKey::<S>::generate(&mut OsRng).unwrap();
+    let device = DeviceId::new(b"lock-0042").unwrap();
+    let mut signer = SoftwareSigner::<C>::generate(&mut OsRng).unwrap();
+    let challenge = EnrollmentChallenge::<S>::issue(&mut OsRng, clock, 60_000).unwrap();
+    let request = Prover::<_, C>::with_provider(&mut signer)
+        .answer_enrollment(server.public_key(), challenge.nonce(), device)
+        .unwrap();
+    let enrolled = challenge.verify(server.public_key(), &request, clock).unwrap();
+    assert_eq!(enrolled.public_key, signer.public_key().unwrap());
+    let enrolled = (enrolled.device, enrolled.public_key);
+
+    let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
+    let (client, n1) = ClientHandshake::<C>::start(*server.public_key(), &mut OsRng, clock, &mut m1).unwrap();
+    let mut m2 = [0u8; MAX_HANDSHAKE_LEN];
+    let (pending, n2) = server.accept(&mut OsRng, clock, &m1[..n1], Limits::DEFAULT, &mut m2).unwrap();
+    let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
+    let (c, n3) = client.finish::<_, 32>(clock, &m2[..n2], device, &mut signer, Limits::DEFAULT, &mut m3).unwrap();
+    let sv = pending.finish::<_, 32>(clock, &mut m3[..n3], &enrolled).unwrap();
+    assert_eq!(c.handshake_hash(), sv.handshake_hash());
+    assert_eq!(c.session_id(), sv.session_id());
+    (c, sv)
+}
