@@ -11,6 +11,10 @@ fn main() {
     fs::write(out.join("memory.x"), include_bytes!("memory.x")).expect("write memory.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
+    // cortex-m-rt's `device` feature includes device.x (the weak aliases of
+    // the device interrupt handlers); the firmware handles none of them (its
+    // vector table is in src/board.rs).
+    fs::write(out.join("device.x"), "/* no device interrupt handlers */\n").expect("write device.x");
     // cortex-m-rt's linker script, here rather than in .cargo/config.toml so
     // that a RUSTFLAGS variable in the environment cannot drop it.
     println!("cargo:rustc-link-arg-bins=-Tlink.x");

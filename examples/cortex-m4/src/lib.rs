@@ -9,6 +9,7 @@
 //! tests run: `cargo test --lib --target x86_64-unknown-linux-gnu`.
 #![cfg_attr(not(test), no_std)]
 
+pub mod console;
 pub mod counters;
 pub mod i2c;
 

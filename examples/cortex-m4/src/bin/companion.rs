@@ -2,13 +2,14 @@
 //! seals records under its long-lived key (sequence numbers reserved ahead
 //! in the EEPROM, `SPEC.md` §10), enrolls its device key, runs the oncewire
 //! handshake with the host demo server over the UART, exchanges sealed
-//! records, reports the handshake time and peak stack over semihosting, and
-//! exits with a status.
+//! records, reports over semihosting the device side of the handshake in
+//! timer ticks (instructions under `-icount`) and the peak stack, and exits
+//! with a status.
 #![no_std]
 #![no_main]
 
 use cortex_m_rt::{entry, exception};
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::debug;
 use oncewire::device::{DeviceId, SoftwareSigner};
 use oncewire::handshake::{ClientHandshake, MAX_HANDSHAKE_LEN};
 use oncewire::prover::Prover;
@@ -17,9 +18,12 @@ use oncewire::record::PersistentSender;
 use oncewire::session::{Limits, Session};
 use oncewire::wire::buffer_len;
 use oncewire::{Error, RustCrypto, Secret};
+use oncewire_companion::console::{self, Arg};
 use oncewire_companion::counters::{EepromCounters, Write};
 use oncewire_companion::i2c::SbconI2c;
-use oncewire_companion::{BoardClock, HmacDrbg, StackPaint, Uart, kind, millis, recv, send, start_systick};
+use oncewire_companion::{
+    BoardClock, HmacDrbg, StackPaint, Uart, calibrate, kind, millis, recv, send, start_systick, start_timer, ticks,
+};
 use rand_core::TryRng;
 use serde::{Deserialize, Serialize};
 
@@ -68,20 +72,27 @@ fn SysTick() {
     oncewire_companion::tick();
 }
 
+// One format string for both variants: defmt interns it; the plain build
+// prints it through `console` (no `core::fmt`: `{}` only, no `{:?}`).
 macro_rules! log {
-    ($($t:tt)*) => {{
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
         #[cfg(feature = "defmt")]
-        defmt::info!($($t)*);
+        defmt::info!($fmt $(, $arg)*);
         #[cfg(not(feature = "defmt"))]
-        hprintln!($($t)*);
+        console::print($fmt, &[$(Arg::from($arg)),*]);
     }};
 }
+
+/// Iterations of the timer calibration loop (two instructions each).
+const CALIBRATION_LOOPS: u32 = 500_000;
 
 #[entry]
 fn main() -> ! {
     let stack = StackPaint::paint();
     let mut cp = cortex_m::Peripherals::take().unwrap_or_else(|| fail("peripherals"));
     start_systick(&mut cp.SYST);
+    start_timer();
+    log!("timer: a {}-instruction loop took {} ticks", 2 * CALIBRATION_LOOPS, calibrate(CALIBRATION_LOOPS));
     let result = run();
     log!("peak stack: {} bytes", stack.peak());
     match result {
@@ -97,7 +108,7 @@ fn main() -> ! {
 }
 
 fn fail(why: &str) -> ! {
-    hprintln!("companion: FAILED: {}", why);
+    console::print("companion: FAILED: {}", &[Arg::Str(why)]);
     debug::exit(debug::EXIT_FAILURE);
     loop {
         cortex_m::asm::wfi();
@@ -156,7 +167,9 @@ fn run() -> Result<(), &'static str> {
     }
     // The answer signs the server's key too (it cannot be relayed to another
     // server), and carries the one wire form of a signature: raw, low-S.
+    let c0 = ticks();
     let answer = Prover::new(&mut signer).answer_enrollment(&server_key, &challenge, device).map_err(|_| "sign")?;
+    log!("enrollment answer: {} timer ticks (one ECDSA signature)", ticks().wrapping_sub(c0));
     // The challenge goes back with the answer: the server keeps no state.
     let mut out = [0u8; 40 + oncewire::device::MAX_ENROLLMENT_REQUEST_LEN];
     out[..40].copy_from_slice(&challenge);
@@ -169,21 +182,28 @@ fn run() -> Result<(), &'static str> {
     log!("enrolled");
 
     let t0 = millis();
+    // The device's own work (message 1, then message 2 in and message 3
+    // out), without the UART round trips between them.
+    let c0 = ticks();
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
     let (hs, n1) = ClientHandshake::start(server_key, &mut rng, &clock, &mut m1).map_err(|_| "msg1")?;
+    let mut device_ticks = ticks().wrapping_sub(c0);
     send(&mut uart, kind::FRAME, &m1[..n1]).map_err(|_| "uart")?;
     let (_, n2) = recv(&mut uart, &mut buf)?;
+    let c1 = ticks();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
     // A 4-word replay window (192 sequence numbers) is plenty for a device.
     let (mut session, n3): (Session<RustCrypto, 4>, usize) = hs
         .finish(&clock, &buf[..n2], device, &mut signer, Limits::DEFAULT, &mut m3)
         .map_err(|_| "msg2: server not authenticated")?;
+    device_ticks = device_ticks.wrapping_add(ticks().wrapping_sub(c1));
     send(&mut uart, kind::FRAME, &m3[..n3]).map_err(|_| "uart")?;
     if recv(&mut uart, &mut buf)?.0 != kind::OK {
         return Err("handshake rejected");
     }
     let handshake_ms = millis().wrapping_sub(t0);
-    log!("handshake done in {} ms (QEMU SysTick)", handshake_ms);
+    log!("handshake done in {} ms (QEMU SysTick, with the server's time)", handshake_ms);
+    log!("handshake device side: {} timer ticks (start + finish)", device_ticks);
     // The session stamps records in the server's time base by itself.
     log!("server clock offset: {} ms", session.clock_offset_ms());
 
@@ -211,7 +231,7 @@ fn run() -> Result<(), &'static str> {
         })?;
         let reply: Result<AppResponse<'_>, _> = postcard::from_bytes(opened.payload);
         match reply {
-            Ok(AppResponse::Text(t)) => log!("sealed exchange: sent {:?}, got {:?}", text, t),
+            Ok(AppResponse::Text(t)) => log!("sealed exchange: sent \"{}\", got \"{}\"", text, t),
             Err(_) => return Err("response did not decode"),
         }
     }

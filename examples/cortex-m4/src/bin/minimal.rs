@@ -1,6 +1,6 @@
 //! Size baseline: counter-session seal and open with a replay window, and
 //! nothing else (no P-256, no handshake). Seals and opens one frame, checks a
-//! replay is rejected, and exits.
+//! replay is rejected, prints its peak stack (stack painting), and exits.
 #![no_std]
 #![no_main]
 
@@ -9,10 +9,15 @@ use cortex_m_semihosting::debug;
 use oncewire::clock::ManualClock;
 use oncewire::wire::buffer_len;
 use oncewire::{CounterReceiver, CounterSender, Error, RustCrypto, Secret};
+use oncewire_companion::StackPaint;
+use oncewire_companion::console::{Arg, print};
 
 #[entry]
 fn main() -> ! {
+    let stack = StackPaint::paint();
     let ok = run().is_ok();
+    print("peak stack: {} bytes", &[Arg::from(stack.peak())]);
+    print(if ok { "minimal: OK" } else { "minimal: FAILED" }, &[]);
     debug::exit(if ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
     loop {
         cortex_m::asm::wfi();
