@@ -738,7 +738,7 @@ impl Client {
     }
 
     /// Forgets the session (logout, or to force a new handshake).
-    pub fn close(&self) -> Result<(), OncewireError> {
+    pub fn end_session(&self) -> Result<(), OncewireError> {
         self.with(|s| {
             s.session = None;
             s.finishing = None;
