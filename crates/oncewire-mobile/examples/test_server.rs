@@ -9,13 +9,17 @@
 //!   `paid by <device>: <order>`;
 //! - `/v1/confirm`: needs a fresh challenge only; replies `confirmed: <body>`.
 //!
+//! `test_server [SESSION_LIFETIME_MS [TOKEN_TTL_MS]]` shortens the
+//! session lifetime and the token lifetime (for the expiry checks).
+//!
 //! It prints `BASE http://127.0.0.1:<port>` and `KEY <130 hex digits>` (the
 //! key the app pins), one line each, then serves until killed.
 use axum::Router;
 use axum::routing::post;
 use oncewire::rng::OsRng;
 use oncewire_http::provider::ServerKey;
-use oncewire_http::server::{Backend, ChallengeBound, CheckedToken, Need, Opened, VerifiedDevice};
+use oncewire::Limits;
+use oncewire_http::server::{Backend, Config, ChallengeBound, CheckedToken, Need, Opened, VerifiedDevice};
 use std::io::Write as _;
 
 fn lossy(b: &[u8]) -> String {
@@ -42,8 +46,16 @@ async fn confirm(_: ChallengeBound, Opened(body): Opened) -> Vec<u8> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>());
+    let mut config = Config::default();
+    if let Some(lifetime) = args.next() {
+        config.limits = Limits::DEFAULT.with_lifetime(lifetime?);
+    }
+    if let Some(ttl) = args.next() {
+        config.token_ttl_ms = ttl?;
+    }
     let key = ServerKey::generate(&mut OsRng)?;
-    let backend = Backend::builder(key).build()?;
+    let backend = Backend::builder(key).config(config).build()?;
     let app = Router::new()
         .route("/v1/notes", post(notes))
         .route("/v1/orders", post(orders).route_layer(backend.require(Need::TOKEN)))

@@ -13,7 +13,8 @@
 // phone): each step of the client returns an HttpRequest (path, headers,
 // body) and takes the HttpResponse back.
 //
-// Usage: OncewireTest <base URL> <server key, 130 hex digits>
+// Usage: OncewireTest <base URL> <server key, 130 hex digits> [<base> <key> of a server
+// with short session and token lifetimes]
 
 import uniffi.oncewire_mobile.*
 import java.math.BigInteger
@@ -267,6 +268,30 @@ fun main(args: Array<String>) {
     }
     val recovered = phone.call(http, "/v1/notes", "after a new handshake")
     check("calls on the new session", recovered.text() == "noted for phone-kt: after a new handshake", "\"${recovered.text()}\"")
+
+    if (args.size >= 4) {
+        println("6. expiry (a second server: sessions of 1.5 s, tokens of 1 s)")
+        val shortKey = hex(args[3])
+        val short = Http(args[2])
+        val dev = Client(shortKey, "expiry-kt".toByteArray(), phoneKey)
+        dev.enrollOver(short)
+        dev.connectOver(short)
+        dev.fetchToken(short)
+        val live = dev.sessionStatus()
+        Thread.sleep(1700)
+        val dead = dev.sessionStatus()
+        check("session status", !live.needsHandshake && dead.needsHandshake, "needs a handshake: ${live.needsHandshake} -> ${dead.needsHandshake} (expires at ${dead.expiresAtMs})")
+        expectThrows<OncewireException.Protocol>("a seal on the expired session", { it.nextAction == NextAction.REHANDSHAKE }) {
+            dev.seal("/v1/notes", "late".toByteArray())
+        }
+        dev.connectOver(short)
+        expectThrows<OncewireException.Refused>("a use of the expired token (new session)", { it.status == 401.toUShort() && it.nextAction == NextAction.REFRESH_TOKEN }) {
+            dev.callBound(short, "/v1/orders", "GET /v1/orders", challenge = false, token = true)
+        }
+        dev.fetchToken(short)
+        val fresh = dev.callBound(short, "/v1/orders", "GET /v1/orders", challenge = false, token = true)
+        check("after a new handshake and a new token", fresh.text() == "3 orders of expiry-kt", "\"${fresh.text()}\"")
+    }
 
     val ms = (System.nanoTime() - started) / 1_000_000
     println("Kotlin: $passed passed, $failures failed, in $ms ms (phone signed ${phoneKey.signatures} times, tablet ${tabletKey.signatures})")
