@@ -66,10 +66,7 @@ mod tests {
     #[test]
     fn the_feature_picks_the_provider_and_its_name() {
         #[cfg(feature = "aws-lc-rs")]
-        assert_eq!(
-            core::any::TypeId::of::<super::Provider>(),
-            core::any::TypeId::of::<oncewire::provider::AwsLc>()
-        );
+        assert_eq!(core::any::TypeId::of::<super::Provider>(), core::any::TypeId::of::<oncewire::provider::AwsLc>());
         #[cfg(feature = "aws-lc-rs")]
         assert_eq!(super::name(), "AwsLc");
         #[cfg(not(feature = "aws-lc-rs"))]
