@@ -7,7 +7,8 @@
 //! - `/v1/orders`: needs a token use; replies `3 orders of <device>`;
 //! - `/v1/pay`: needs a fresh challenge and a token; replies
 //!   `paid by <device>: <order>`;
-//! - `/v1/confirm`: needs a fresh challenge only; replies `confirmed: <body>`.
+//! - `/v1/confirm`: needs a fresh challenge only; replies `confirmed: <body>`;
+//! - `/v1/beacon`, `/v1/unlock`: one-shot routes; 202 for a non-empty body.
 //!
 //! `test_server [SESSION_LIFETIME_MS [TOKEN_TTL_MS]]` shortens the
 //! session lifetime and the token lifetime (for the expiry checks).
@@ -19,7 +20,7 @@ use axum::routing::post;
 use oncewire::rng::OsRng;
 use oncewire_http::provider::ServerKey;
 use oncewire::Limits;
-use oncewire_http::server::{Backend, Config, ChallengeBound, CheckedToken, Need, Opened, VerifiedDevice};
+use oncewire_http::server::{Backend, Config, ChallengeBound, CheckedToken, Need, OneShot, Opened, VerifiedDevice};
 use std::io::Write as _;
 
 fn lossy(b: &[u8]) -> String {
@@ -44,6 +45,10 @@ async fn confirm(_: ChallengeBound, Opened(body): Opened) -> Vec<u8> {
     format!("confirmed: {}", lossy(&body)).into_bytes()
 }
 
+async fn beacon(_: OneShot, Opened(body): Opened) -> axum::http::StatusCode {
+    if body.is_empty() { axum::http::StatusCode::BAD_REQUEST } else { axum::http::StatusCode::ACCEPTED }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>());
@@ -61,7 +66,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/v1/orders", post(orders).route_layer(backend.require(Need::TOKEN)))
         .route("/v1/pay", post(pay).route_layer(backend.require(Need::CHALLENGE_AND_TOKEN)))
         .route("/v1/confirm", post(confirm).route_layer(backend.require(Need::CHALLENGE)));
-    let router = backend.router().merge(backend.sealed(app));
+    let one_shot = Router::new().route("/v1/beacon", post(beacon)).route("/v1/unlock", post(beacon));
+    let router = backend.router().merge(backend.sealed(app)).merge(backend.one_shot(one_shot));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let key_hex: String = backend.public_key().as_bytes().iter().map(|b| format!("{b:02x}")).collect();

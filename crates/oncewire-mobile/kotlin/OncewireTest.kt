@@ -198,7 +198,21 @@ fun main(args: Array<String>) {
     check("key update", before == 0u && after.requestId.generation == 1u && afterReply.text() == "noted for phone-kt: after the key update",
         "generation $before -> ${after.requestId.generation}, \"${afterReply.text()}\"")
 
+    println("4b. one-shot requests (HPKE to the server's request key, no session needed to send)")
+    val rk = phone.requestKeyRequest()
+    phone.acceptRequestKey(rk.requestId, http.send(rk.request))
+    val beacon = phone.sealOneShot("/v1/beacon", "door 3 opened".toByteArray())
+    val beaconStatus = phone.oneShotFinish(http.send(beacon))
+    check("POST /v1/beacon", beaconStatus == 202.toUShort(), "${beacon.body.size} bytes, status $beaconStatus")
+
     println("5. attacks")
+    expectThrows<OncewireException.Refused>("replay the one-shot request", { it.status == 400.toUShort() && it.nextAction == NextAction.DROP }) {
+        phone.oneShotFinish(http.send(beacon))
+    }
+    val moved = phone.sealOneShot("/v1/beacon", "door 4 opened".toByteArray())
+    expectThrows<OncewireException.Refused>("a one-shot for /v1/beacon sent to /v1/unlock", { it.status == 400.toUShort() && it.nextAction == NextAction.DROP }) {
+        phone.oneShotFinish(http.send(moved.copy(path = "/v1/unlock")))
+    }
     expectThrows<OncewireException.Refused>("replay the frame of step 2", { it.status == 400.toUShort() && it.nextAction == NextAction.DROP }) {
         phone.openReply(first.requestId, http.send(first.request))
     }

@@ -35,6 +35,7 @@
 //! open_reply(request_id, resp)  -> Reply { status, body, next_action }
 //! challenge_request(), open_challenge(resp), token_request(), accept_token(id, resp),
 //! seal_bound(path, request, challenge, use_token), key_update(path), key_update_finish(resp)
+//! request_key_request(), accept_request_key(id, resp), seal_one_shot(path, body), one_shot_finish(resp)
 //! ```
 //!
 //! # Threads
@@ -50,6 +51,7 @@ use oncewire::device::{DeviceSignature, MAX_ENROLLMENT_REQUEST_LEN};
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
 use oncewire::prover::Prover;
 use oncewire::rng::OsRng;
+use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD};
 use oncewire::token::MAX_TOKEN_LEN;
 use oncewire::wire::buffer_len;
 use oncewire::{Clock, DeviceId, Error, Limits, PeerAction, PublicKey};
@@ -70,6 +72,9 @@ pub const NEXT_ACTION_HEADER: &str = "Oncewire-Next-Action";
 type Session = oncewire::Session;
 type ClientAwaitResponse = oncewire::handshake::ClientAwaitResponse;
 type SessionId = [u8; 8];
+
+/// `app_info` of one-shot requests over HTTP (`SPEC.md` §16.5).
+const ONE_SHOT_INFO: &[u8] = b"oncewire-http/1 one-shot";
 
 // --- errors -------------------------------------------------------------------
 
@@ -487,6 +492,8 @@ struct State {
     /// `Oncewire-Route`: the handshake id of the current handshake and session.
     route: Option<String>,
     token: Option<Zeroizing<Vec<u8>>>,
+    /// The key one-shot requests are sealed to, fetched over a session.
+    request_key: Option<PublicKey>,
     clock: SystemClock,
 }
 
@@ -592,6 +599,7 @@ impl Client {
                 session: None,
                 route: None,
                 token: None,
+                request_key: None,
                 clock: SystemClock,
             }),
         }))
@@ -881,6 +889,76 @@ impl Client {
             plain.extend_from_slice(&request);
             s.seal(&path, &plain)
         })
+    }
+
+    // --- one-shot requests (SPEC §11.3, §16.5) ---
+
+    /// A sealed request for the server's one-shot request key (fetched over
+    /// the session, so the pinned server key authenticates it).
+    ///
+    /// # Errors
+    /// As [`Self::seal`].
+    pub fn request_key_request(&self) -> Result<SealedCall, OncewireError> {
+        self.with(|s| s.seal("/oncewire/v1/request-key", b""))
+    }
+
+    /// Opens the request-key reply and keeps the key.
+    ///
+    /// # Errors
+    /// As [`Self::open_reply`]; a reply that is not a P-256 key.
+    pub fn accept_request_key(&self, request_id: RequestId, response: HttpResponse) -> Result<(), OncewireError> {
+        self.with(|s| {
+            let reply = s.open_reply(request_id, response)?;
+            s.request_key = Some(PublicKey::from_sec1_uncompressed(&reply.body)?);
+            Ok(())
+        })
+    }
+
+    /// Seals a one-shot request to `path` (at most 64 bytes, bound into the
+    /// request) under the request key, stamped in the server's time (the
+    /// session's clock offset). No session is needed to send it, and there
+    /// is no sealed reply: [`Self::one_shot_finish`] gives the status.
+    ///
+    /// # Errors
+    /// [`OncewireError::Misuse`] without the request key
+    /// ([`Self::accept_request_key`]) or a session; [`OncewireError::Protocol`]
+    /// for a path longer than 64 bytes.
+    pub fn seal_one_shot(&self, path: String, body: Vec<u8>) -> Result<HttpRequest, OncewireError> {
+        let body = Zeroizing::new(body);
+        self.with(|s| {
+            let key = s
+                .request_key
+                .ok_or_else(|| OncewireError::misuse("no request key: fetch it", NextAction::RetryLater))?;
+            let clock = {
+                let (session, _) = s.session()?;
+                session.server_clock(SystemClock)
+            };
+            let total = body.len().checked_add(REQUEST_OVERHEAD).ok_or(Error::PayloadTooLarge)?;
+            let mut buf = vec![0u8; total];
+            buf.get_mut(PAYLOAD_OFFSET..PAYLOAD_OFFSET.saturating_add(body.len()))
+                .ok_or(Error::BufferTooSmall)?
+                .copy_from_slice(&body);
+            let n = oncewire::request::RequestSender::new(key).seal(
+                &mut OsRng,
+                &clock,
+                None,
+                ONE_SHOT_INFO,
+                path.as_bytes(),
+                &mut buf,
+                body.len(),
+            )?;
+            buf.truncate(n);
+            Ok(s.post(&path, None, buf))
+        })
+    }
+
+    /// The handler's status for a one-shot request.
+    ///
+    /// # Errors
+    /// [`OncewireError::Refused`] (`drop` for a replay or a request made
+    /// for another path).
+    pub fn one_shot_finish(&self, response: HttpResponse) -> Result<u16, OncewireError> {
+        Ok(response.checked()?.status)
     }
 
     // --- key update (SPEC §9.3) ---

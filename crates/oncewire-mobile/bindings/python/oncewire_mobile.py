@@ -528,6 +528,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_func_next_action_of() != 50040:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_oncewire_mobile_checksum_method_client_accept_request_key() != 43147:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_accept_token() != 54684:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_challenge_request() != 46855:
@@ -550,13 +552,19 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_key_update_finish() != 37334:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_oncewire_mobile_checksum_method_client_one_shot_finish() != 56781:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_open_challenge() != 28601:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_open_reply() != 27454:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_oncewire_mobile_checksum_method_client_request_key_request() != 54500:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_seal() != 30054:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_seal_bound() != 30621:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_oncewire_mobile_checksum_method_client_seal_one_shot() != 6712:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_session_id() != 31230:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -609,6 +617,9 @@ _UniffiLib.uniffi_oncewire_mobile_checksum_func_der_to_raw_low_s.restype = ctype
 _UniffiLib.uniffi_oncewire_mobile_checksum_func_next_action_of.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_func_next_action_of.restype = ctypes.c_uint16
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_accept_request_key.argtypes = (
+)
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_accept_request_key.restype = ctypes.c_uint16
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_accept_token.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_accept_token.restype = ctypes.c_uint16
@@ -642,18 +653,27 @@ _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_key_update.restype = ct
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_key_update_finish.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_key_update_finish.restype = ctypes.c_uint16
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_one_shot_finish.argtypes = (
+)
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_one_shot_finish.restype = ctypes.c_uint16
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_open_challenge.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_open_challenge.restype = ctypes.c_uint16
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_open_reply.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_open_reply.restype = ctypes.c_uint16
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_request_key_request.argtypes = (
+)
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_request_key_request.restype = ctypes.c_uint16
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_seal.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_seal.restype = ctypes.c_uint16
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_seal_bound.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_seal_bound.restype = ctypes.c_uint16
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_seal_one_shot.argtypes = (
+)
+_UniffiLib.uniffi_oncewire_mobile_checksum_method_client_seal_one_shot.restype = ctypes.c_uint16
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_session_id.argtypes = (
 )
 _UniffiLib.uniffi_oncewire_mobile_checksum_method_client_session_id.restype = ctypes.c_uint16
@@ -688,6 +708,13 @@ _UniffiLib.uniffi_oncewire_mobile_fn_func_next_action_of.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_oncewire_mobile_fn_func_next_action_of.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_accept_request_key.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_accept_request_key.restype = None
 _UniffiLib.uniffi_oncewire_mobile_fn_method_client_accept_token.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -751,6 +778,12 @@ _UniffiLib.uniffi_oncewire_mobile_fn_method_client_key_update_finish.argtypes = 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_oncewire_mobile_fn_method_client_key_update_finish.restype = None
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_one_shot_finish.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_one_shot_finish.restype = ctypes.c_uint16
 _UniffiLib.uniffi_oncewire_mobile_fn_method_client_open_challenge.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -764,6 +797,11 @@ _UniffiLib.uniffi_oncewire_mobile_fn_method_client_open_reply.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_oncewire_mobile_fn_method_client_open_reply.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_request_key_request.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_request_key_request.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -780,6 +818,13 @@ _UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal_bound.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal_bound.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal_one_shot.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal_one_shot.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_oncewire_mobile_fn_method_client_session_id.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1859,6 +1904,14 @@ class ClientProtocol(typing.Protocol):
     The client of one backend, for one device: the app's oncewire state.
 """
     
+    def accept_request_key(self, request_id: RequestId,response: HttpResponse) -> None:
+        """
+        Opens the request-key reply and keeps the key.
+
+        # Errors
+        As [`Self::open_reply`]; a reply that is not a P-256 key.
+"""
+        raise NotImplementedError
     def accept_token(self, request_id: RequestId,response: HttpResponse) -> None:
         """
         Opens the token reply and keeps the token for bound calls.
@@ -1949,6 +2002,15 @@ class ClientProtocol(typing.Protocol):
         [`OncewireError::Refused`].
 """
         raise NotImplementedError
+    def one_shot_finish(self, response: HttpResponse) -> int:
+        """
+        The handler's status for a one-shot request.
+
+        # Errors
+        [`OncewireError::Refused`] (`drop` for a replay or a request made
+        for another path).
+"""
+        raise NotImplementedError
     def open_challenge(self, response: HttpResponse) -> bytes:
         """
         The challenge in the server's answer to [`Self::challenge_request`].
@@ -1965,6 +2027,15 @@ class ClientProtocol(typing.Protocol):
         # Errors
         [`OncewireError::Refused`]; [`OncewireError::Protocol`] for a reply
         that does not open (tampered, replayed, for another request).
+"""
+        raise NotImplementedError
+    def request_key_request(self, ) -> SealedCall:
+        """
+        A sealed request for the server's one-shot request key (fetched over
+        the session, so the pinned server key authenticates it).
+
+        # Errors
+        As [`Self::seal`].
 """
         raise NotImplementedError
     def seal(self, path: str,body: bytes) -> SealedCall:
@@ -1990,6 +2061,19 @@ class ClientProtocol(typing.Protocol):
         # Errors
         [`OncewireError::Misuse`] (`refresh-token`) for `use_token` without a
         token; [`OncewireError::Signer`]; as [`Self::seal`].
+"""
+        raise NotImplementedError
+    def seal_one_shot(self, path: str,body: bytes) -> HttpRequest:
+        """
+        Seals a one-shot request to `path` (at most 64 bytes, bound into the
+        request) under the request key, stamped in the server's time (the
+        session's clock offset). No session is needed to send it, and there
+        is no sealed reply: [`Self::one_shot_finish`] gives the status.
+
+        # Errors
+        [`OncewireError::Misuse`] without the request key
+        ([`Self::accept_request_key`]) or a session; [`OncewireError::Protocol`]
+        for a path longer than 64 bytes.
 """
         raise NotImplementedError
     def session_id(self, ) -> typing.Optional[str]:
@@ -2078,6 +2162,30 @@ class Client(ClientProtocol):
         inst = cls.__new__(cls)
         inst._handle = handle
         return inst
+    def accept_request_key(self, request_id: RequestId,response: HttpResponse) -> None:
+        """
+        Opens the request-key reply and keeps the key.
+
+        # Errors
+        As [`Self::open_reply`]; a reply that is not a P-256 key.
+"""
+        
+        _UniffiFfiConverterTypeRequestId.check_lower(request_id)
+
+        _UniffiFfiConverterTypeHttpResponse.check_lower(response)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeRequestId.lower(request_id),
+            _UniffiFfiConverterTypeHttpResponse.lower(response),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeOncewireError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_oncewire_mobile_fn_method_client_accept_request_key,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def accept_token(self, request_id: RequestId,response: HttpResponse) -> None:
         """
         Opens the token reply and keeps the token for bound calls.
@@ -2302,6 +2410,28 @@ class Client(ClientProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def one_shot_finish(self, response: HttpResponse) -> int:
+        """
+        The handler's status for a one-shot request.
+
+        # Errors
+        [`OncewireError::Refused`] (`drop` for a replay or a request made
+        for another path).
+"""
+        
+        _UniffiFfiConverterTypeHttpResponse.check_lower(response)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeHttpResponse.lower(response),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeOncewireError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_oncewire_mobile_fn_method_client_one_shot_finish,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def open_challenge(self, response: HttpResponse) -> bytes:
         """
         The challenge in the server's answer to [`Self::challenge_request`].
@@ -2346,6 +2476,25 @@ class Client(ClientProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_oncewire_mobile_fn_method_client_open_reply,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def request_key_request(self, ) -> SealedCall:
+        """
+        A sealed request for the server's one-shot request key (fetched over
+        the session, so the pinned server key authenticates it).
+
+        # Errors
+        As [`Self::seal`].
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeSealedCall.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeOncewireError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_oncewire_mobile_fn_method_client_request_key_request,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2409,6 +2558,35 @@ class Client(ClientProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal_bound,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def seal_one_shot(self, path: str,body: bytes) -> HttpRequest:
+        """
+        Seals a one-shot request to `path` (at most 64 bytes, bound into the
+        request) under the request key, stamped in the server's time (the
+        session's clock offset). No session is needed to send it, and there
+        is no sealed reply: [`Self::one_shot_finish`] gives the status.
+
+        # Errors
+        [`OncewireError::Misuse`] without the request key
+        ([`Self::accept_request_key`]) or a session; [`OncewireError::Protocol`]
+        for a path longer than 64 bytes.
+"""
+        
+        _UniffiFfiConverterString.check_lower(path)
+
+        _UniffiFfiConverterBytes.check_lower(body)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(path),
+            _UniffiFfiConverterBytes.lower(body),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeHttpRequest.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeOncewireError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal_one_shot,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

@@ -629,6 +629,14 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 public protocol ClientProtocol: AnyObject, Sendable {
     
     /**
+     * Opens the request-key reply and keeps the key.
+     *
+     * # Errors
+     * As [`Self::open_reply`]; a reply that is not a P-256 key.
+     */
+    func acceptRequestKey(requestId: RequestId, response: HttpResponse) throws 
+    
+    /**
      * Opens the token reply and keeps the token for bound calls.
      *
      * # Errors
@@ -719,6 +727,15 @@ public protocol ClientProtocol: AnyObject, Sendable {
     func keyUpdateFinish(response: HttpResponse) throws 
     
     /**
+     * The handler's status for a one-shot request.
+     *
+     * # Errors
+     * [`OncewireError::Refused`] (`drop` for a replay or a request made
+     * for another path).
+     */
+    func oneShotFinish(response: HttpResponse) throws  -> UInt16
+    
+    /**
      * The challenge in the server's answer to [`Self::challenge_request`].
      *
      * # Errors
@@ -735,6 +752,15 @@ public protocol ClientProtocol: AnyObject, Sendable {
      * that does not open (tampered, replayed, for another request).
      */
     func openReply(requestId: RequestId, response: HttpResponse) throws  -> Reply
+    
+    /**
+     * A sealed request for the server's one-shot request key (fetched over
+     * the session, so the pinned server key authenticates it).
+     *
+     * # Errors
+     * As [`Self::seal`].
+     */
+    func requestKeyRequest() throws  -> SealedCall
     
     /**
      * Seals `body` as a request of the session, for `path` (an application
@@ -760,6 +786,19 @@ public protocol ClientProtocol: AnyObject, Sendable {
      * token; [`OncewireError::Signer`]; as [`Self::seal`].
      */
     func sealBound(path: String, request: Data, challenge: Data?, useToken: Bool) throws  -> SealedCall
+    
+    /**
+     * Seals a one-shot request to `path` (at most 64 bytes, bound into the
+     * request) under the request key, stamped in the server's time (the
+     * session's clock offset). No session is needed to send it, and there
+     * is no sealed reply: [`Self::one_shot_finish`] gives the status.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] without the request key
+     * ([`Self::accept_request_key`]) or a session; [`OncewireError::Protocol`]
+     * for a path longer than 64 bytes.
+     */
+    func sealOneShot(path: String, body: Data) throws  -> HttpRequest
     
     /**
      * The session id (16 hex digits), if connected.
@@ -869,6 +908,22 @@ public convenience init(serverKey: Data, deviceId: Data, signer: DeviceSigner)th
 
     
 
+    
+    /**
+     * Opens the request-key reply and keeps the key.
+     *
+     * # Errors
+     * As [`Self::open_reply`]; a reply that is not a P-256 key.
+     */
+open func acceptRequestKey(requestId: RequestId, response: HttpResponse)throws   {try rustCallWithError(FfiConverterTypeOncewireError_lift) {
+        uniffiCallStatus in
+    uniffi_oncewire_mobile_fn_method_client_accept_request_key(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeRequestId_lower(requestId),
+        FfiConverterTypeHttpResponse_lower(response),uniffiCallStatus
+    )
+}
+}
     
     /**
      * Opens the token reply and keeps the token for bound calls.
@@ -1041,6 +1096,23 @@ open func keyUpdateFinish(response: HttpResponse)throws   {try rustCallWithError
 }
     
     /**
+     * The handler's status for a one-shot request.
+     *
+     * # Errors
+     * [`OncewireError::Refused`] (`drop` for a replay or a request made
+     * for another path).
+     */
+open func oneShotFinish(response: HttpResponse)throws  -> UInt16  {
+    return try  FfiConverterUInt16.lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
+        uniffiCallStatus in
+    uniffi_oncewire_mobile_fn_method_client_one_shot_finish(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeHttpResponse_lower(response),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The challenge in the server's answer to [`Self::challenge_request`].
      *
      * # Errors
@@ -1071,6 +1143,22 @@ open func openReply(requestId: RequestId, response: HttpResponse)throws  -> Repl
             self.uniffiCloneHandle(),
         FfiConverterTypeRequestId_lower(requestId),
         FfiConverterTypeHttpResponse_lower(response),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A sealed request for the server's one-shot request key (fetched over
+     * the session, so the pinned server key authenticates it).
+     *
+     * # Errors
+     * As [`Self::seal`].
+     */
+open func requestKeyRequest()throws  -> SealedCall  {
+    return try  FfiConverterTypeSealedCall_lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
+        uniffiCallStatus in
+    uniffi_oncewire_mobile_fn_method_client_request_key_request(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -1116,6 +1204,28 @@ open func sealBound(path: String, request: Data, challenge: Data?, useToken: Boo
         FfiConverterData.lower(request),
         FfiConverterOptionData.lower(challenge),
         FfiConverterBool.lower(useToken),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Seals a one-shot request to `path` (at most 64 bytes, bound into the
+     * request) under the request key, stamped in the server's time (the
+     * session's clock offset). No session is needed to send it, and there
+     * is no sealed reply: [`Self::one_shot_finish`] gives the status.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] without the request key
+     * ([`Self::accept_request_key`]) or a session; [`OncewireError::Protocol`]
+     * for a path longer than 64 bytes.
+     */
+open func sealOneShot(path: String, body: Data)throws  -> HttpRequest  {
+    return try  FfiConverterTypeHttpRequest_lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
+        uniffiCallStatus in
+    uniffi_oncewire_mobile_fn_method_client_seal_one_shot(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),
+        FfiConverterData.lower(body),uniffiCallStatus
     )
 })
 }
@@ -2663,6 +2773,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncewire_mobile_checksum_func_next_action_of() != 50040) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncewire_mobile_checksum_method_client_accept_request_key() != 43147) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_oncewire_mobile_checksum_method_client_accept_token() != 54684) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2696,16 +2809,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncewire_mobile_checksum_method_client_key_update_finish() != 37334) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncewire_mobile_checksum_method_client_one_shot_finish() != 56781) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_oncewire_mobile_checksum_method_client_open_challenge() != 28601) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncewire_mobile_checksum_method_client_open_reply() != 27454) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncewire_mobile_checksum_method_client_request_key_request() != 54500) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_oncewire_mobile_checksum_method_client_seal() != 30054) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncewire_mobile_checksum_method_client_seal_bound() != 30621) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_oncewire_mobile_checksum_method_client_seal_one_shot() != 6712) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncewire_mobile_checksum_method_client_session_id() != 31230) {

@@ -282,6 +282,11 @@ void uniffi_oncewire_mobile_fn_free_client(uint64_t handle, RustCallStatus *_Non
 uint64_t uniffi_oncewire_mobile_fn_constructor_client_new(RustBuffer server_key, RustBuffer device_id, uint64_t signer, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_ACCEPT_REQUEST_KEY
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_ACCEPT_REQUEST_KEY
+void uniffi_oncewire_mobile_fn_method_client_accept_request_key(uint64_t ptr, RustBuffer request_id, RustBuffer response, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_ACCEPT_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_ACCEPT_TOKEN
 void uniffi_oncewire_mobile_fn_method_client_accept_token(uint64_t ptr, RustBuffer request_id, RustBuffer response, RustCallStatus *_Nonnull out_status
@@ -337,6 +342,11 @@ RustBuffer uniffi_oncewire_mobile_fn_method_client_key_update(uint64_t ptr, Rust
 void uniffi_oncewire_mobile_fn_method_client_key_update_finish(uint64_t ptr, RustBuffer response, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_ONE_SHOT_FINISH
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_ONE_SHOT_FINISH
+uint16_t uniffi_oncewire_mobile_fn_method_client_one_shot_finish(uint64_t ptr, RustBuffer response, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_OPEN_CHALLENGE
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_OPEN_CHALLENGE
 RustBuffer uniffi_oncewire_mobile_fn_method_client_open_challenge(uint64_t ptr, RustBuffer response, RustCallStatus *_Nonnull out_status
@@ -347,6 +357,11 @@ RustBuffer uniffi_oncewire_mobile_fn_method_client_open_challenge(uint64_t ptr, 
 RustBuffer uniffi_oncewire_mobile_fn_method_client_open_reply(uint64_t ptr, RustBuffer request_id, RustBuffer response, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_REQUEST_KEY_REQUEST
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_REQUEST_KEY_REQUEST
+RustBuffer uniffi_oncewire_mobile_fn_method_client_request_key_request(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_SEAL
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_SEAL
 RustBuffer uniffi_oncewire_mobile_fn_method_client_seal(uint64_t ptr, RustBuffer path, RustBuffer body, RustCallStatus *_Nonnull out_status
@@ -355,6 +370,11 @@ RustBuffer uniffi_oncewire_mobile_fn_method_client_seal(uint64_t ptr, RustBuffer
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_SEAL_BOUND
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_SEAL_BOUND
 RustBuffer uniffi_oncewire_mobile_fn_method_client_seal_bound(uint64_t ptr, RustBuffer path, RustBuffer request, RustBuffer challenge, int8_t use_token, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_SEAL_ONE_SHOT
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_SEAL_ONE_SHOT
+RustBuffer uniffi_oncewire_mobile_fn_method_client_seal_one_shot(uint64_t ptr, RustBuffer path, RustBuffer body, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_FN_METHOD_CLIENT_SESSION_ID
@@ -689,6 +709,12 @@ uint16_t uniffi_oncewire_mobile_checksum_func_next_action_of(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_ACCEPT_REQUEST_KEY
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_ACCEPT_REQUEST_KEY
+uint16_t uniffi_oncewire_mobile_checksum_method_client_accept_request_key(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_ACCEPT_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_ACCEPT_TOKEN
 uint16_t uniffi_oncewire_mobile_checksum_method_client_accept_token(void
@@ -755,6 +781,12 @@ uint16_t uniffi_oncewire_mobile_checksum_method_client_key_update_finish(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_ONE_SHOT_FINISH
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_ONE_SHOT_FINISH
+uint16_t uniffi_oncewire_mobile_checksum_method_client_one_shot_finish(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_OPEN_CHALLENGE
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_OPEN_CHALLENGE
 uint16_t uniffi_oncewire_mobile_checksum_method_client_open_challenge(void
@@ -767,6 +799,12 @@ uint16_t uniffi_oncewire_mobile_checksum_method_client_open_reply(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_REQUEST_KEY_REQUEST
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_REQUEST_KEY_REQUEST
+uint16_t uniffi_oncewire_mobile_checksum_method_client_request_key_request(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_SEAL
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_SEAL
 uint16_t uniffi_oncewire_mobile_checksum_method_client_seal(void
@@ -776,6 +814,12 @@ uint16_t uniffi_oncewire_mobile_checksum_method_client_seal(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_SEAL_BOUND
 #define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_SEAL_BOUND
 uint16_t uniffi_oncewire_mobile_checksum_method_client_seal_bound(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_SEAL_ONE_SHOT
+#define UNIFFI_FFIDEF_UNIFFI_ONCEWIRE_MOBILE_CHECKSUM_METHOD_CLIENT_SEAL_ONE_SHOT
+uint16_t uniffi_oncewire_mobile_checksum_method_client_seal_one_shot(void
     
 );
 #endif

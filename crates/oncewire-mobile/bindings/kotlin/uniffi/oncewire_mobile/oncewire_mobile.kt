@@ -707,6 +707,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncewire_mobile_checksum_func_next_action_of(
     ): Int
+    external fun uniffi_oncewire_mobile_checksum_method_client_accept_request_key(
+    ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_accept_token(
     ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_challenge_request(
@@ -729,13 +731,19 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_key_update_finish(
     ): Int
+    external fun uniffi_oncewire_mobile_checksum_method_client_one_shot_finish(
+    ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_open_challenge(
     ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_open_reply(
     ): Int
+    external fun uniffi_oncewire_mobile_checksum_method_client_request_key_request(
+    ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_seal(
     ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_seal_bound(
+    ): Int
+    external fun uniffi_oncewire_mobile_checksum_method_client_seal_one_shot(
     ): Int
     external fun uniffi_oncewire_mobile_checksum_method_client_session_id(
     ): Int
@@ -780,6 +788,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_oncewire_mobile_fn_constructor_client_new(`serverKey`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,`signer`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_oncewire_mobile_fn_method_client_accept_request_key(`ptr`: Long,`requestId`: RustBuffer.ByValue,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_oncewire_mobile_fn_method_client_accept_token(`ptr`: Long,`requestId`: RustBuffer.ByValue,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_oncewire_mobile_fn_method_client_challenge_request(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -802,13 +812,19 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_oncewire_mobile_fn_method_client_key_update_finish(`ptr`: Long,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_oncewire_mobile_fn_method_client_one_shot_finish(`ptr`: Long,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
     external fun uniffi_oncewire_mobile_fn_method_client_open_challenge(`ptr`: Long,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_oncewire_mobile_fn_method_client_open_reply(`ptr`: Long,`requestId`: RustBuffer.ByValue,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_oncewire_mobile_fn_method_client_request_key_request(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_oncewire_mobile_fn_method_client_seal(`ptr`: Long,`path`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_oncewire_mobile_fn_method_client_seal_bound(`ptr`: Long,`path`: RustBuffer.ByValue,`request`: RustBuffer.ByValue,`challenge`: RustBuffer.ByValue,`useToken`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_oncewire_mobile_fn_method_client_seal_one_shot(`ptr`: Long,`path`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_oncewire_mobile_fn_method_client_session_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -959,6 +975,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncewire_mobile_checksum_func_next_action_of() and 0xFFFF) != 50040) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_accept_request_key() and 0xFFFF) != 43147) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_accept_token() and 0xFFFF) != 54684) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -992,16 +1011,25 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_key_update_finish() and 0xFFFF) != 37334) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_one_shot_finish() and 0xFFFF) != 56781) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_open_challenge() and 0xFFFF) != 28601) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_open_reply() and 0xFFFF) != 27454) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_request_key_request() and 0xFFFF) != 54500) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_seal() and 0xFFFF) != 30054) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_seal_bound() and 0xFFFF) != 30621) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_seal_one_shot() and 0xFFFF) != 6712) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_session_id() and 0xFFFF) != 31230) {
@@ -1513,6 +1541,14 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
 public interface ClientInterface {
     
     /**
+     * Opens the request-key reply and keeps the key.
+     *
+     * # Errors
+     * As [`Self::open_reply`]; a reply that is not a P-256 key.
+     */
+    fun `acceptRequestKey`(`requestId`: RequestId, `response`: HttpResponse)
+    
+    /**
      * Opens the token reply and keeps the token for bound calls.
      *
      * # Errors
@@ -1603,6 +1639,15 @@ public interface ClientInterface {
     fun `keyUpdateFinish`(`response`: HttpResponse)
     
     /**
+     * The handler's status for a one-shot request.
+     *
+     * # Errors
+     * [`OncewireError::Refused`] (`drop` for a replay or a request made
+     * for another path).
+     */
+    fun `oneShotFinish`(`response`: HttpResponse): kotlin.UShort
+    
+    /**
      * The challenge in the server's answer to [`Self::challenge_request`].
      *
      * # Errors
@@ -1619,6 +1664,15 @@ public interface ClientInterface {
      * that does not open (tampered, replayed, for another request).
      */
     fun `openReply`(`requestId`: RequestId, `response`: HttpResponse): Reply
+    
+    /**
+     * A sealed request for the server's one-shot request key (fetched over
+     * the session, so the pinned server key authenticates it).
+     *
+     * # Errors
+     * As [`Self::seal`].
+     */
+    fun `requestKeyRequest`(): SealedCall
     
     /**
      * Seals `body` as a request of the session, for `path` (an application
@@ -1644,6 +1698,19 @@ public interface ClientInterface {
      * token; [`OncewireError::Signer`]; as [`Self::seal`].
      */
     fun `sealBound`(`path`: kotlin.String, `request`: kotlin.ByteArray, `challenge`: kotlin.ByteArray?, `useToken`: kotlin.Boolean): SealedCall
+    
+    /**
+     * Seals a one-shot request to `path` (at most 64 bytes, bound into the
+     * request) under the request key, stamped in the server's time (the
+     * session's clock offset). No session is needed to send it, and there
+     * is no sealed reply: [`Self::one_shot_finish`] gives the status.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] without the request key
+     * ([`Self::accept_request_key`]) or a session; [`OncewireError::Protocol`]
+     * for a path longer than 64 bytes.
+     */
+    fun `sealOneShot`(`path`: kotlin.String, `body`: kotlin.ByteArray): HttpRequest
     
     /**
      * The session id (16 hex digits), if connected.
@@ -1803,6 +1870,27 @@ open class Client: Disposable, AutoCloseable, ClientInterface
             UniffiLib.uniffi_oncewire_mobile_fn_clone_client(handle, status)
         }
     }
+
+    
+    /**
+     * Opens the request-key reply and keeps the key.
+     *
+     * # Errors
+     * As [`Self::open_reply`]; a reply that is not a P-256 key.
+     */
+    @Throws(OncewireException::class)override fun `acceptRequestKey`(`requestId`: RequestId, `response`: HttpResponse)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(OncewireException) { _status ->
+    UniffiLib.uniffi_oncewire_mobile_fn_method_client_accept_request_key(
+        it,
+        
+        FfiConverterTypeRequestId.lower(`requestId`),
+        FfiConverterTypeHttpResponse.lower(`response`),_status)
+}
+    }
+    
+    
 
     
     /**
@@ -2031,6 +2119,28 @@ open class Client: Disposable, AutoCloseable, ClientInterface
 
     
     /**
+     * The handler's status for a one-shot request.
+     *
+     * # Errors
+     * [`OncewireError::Refused`] (`drop` for a replay or a request made
+     * for another path).
+     */
+    @Throws(OncewireException::class)override fun `oneShotFinish`(`response`: HttpResponse): kotlin.UShort {
+            return FfiConverterUShort.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OncewireException) { _status ->
+    UniffiLib.uniffi_oncewire_mobile_fn_method_client_one_shot_finish(
+        it,
+        
+        FfiConverterTypeHttpResponse.lower(`response`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The challenge in the server's answer to [`Self::challenge_request`].
      *
      * # Errors
@@ -2068,6 +2178,27 @@ open class Client: Disposable, AutoCloseable, ClientInterface
         
         FfiConverterTypeRequestId.lower(`requestId`),
         FfiConverterTypeHttpResponse.lower(`response`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A sealed request for the server's one-shot request key (fetched over
+     * the session, so the pinned server key authenticates it).
+     *
+     * # Errors
+     * As [`Self::seal`].
+     */
+    @Throws(OncewireException::class)override fun `requestKeyRequest`(): SealedCall {
+            return FfiConverterTypeSealedCall.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OncewireException) { _status ->
+    UniffiLib.uniffi_oncewire_mobile_fn_method_client_request_key_request(
+        it,
+        _status)
 }
     }
     )
@@ -2123,6 +2254,33 @@ open class Client: Disposable, AutoCloseable, ClientInterface
         FfiConverterByteArray.lower(`request`),
         FfiConverterOptionalByteArray.lower(`challenge`),
         FfiConverterBoolean.lower(`useToken`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Seals a one-shot request to `path` (at most 64 bytes, bound into the
+     * request) under the request key, stamped in the server's time (the
+     * session's clock offset). No session is needed to send it, and there
+     * is no sealed reply: [`Self::one_shot_finish`] gives the status.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] without the request key
+     * ([`Self::accept_request_key`]) or a session; [`OncewireError::Protocol`]
+     * for a path longer than 64 bytes.
+     */
+    @Throws(OncewireException::class)override fun `sealOneShot`(`path`: kotlin.String, `body`: kotlin.ByteArray): HttpRequest {
+            return FfiConverterTypeHttpRequest.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OncewireException) { _status ->
+    UniffiLib.uniffi_oncewire_mobile_fn_method_client_seal_one_shot(
+        it,
+        
+        FfiConverterString.lower(`path`),
+        FfiConverterByteArray.lower(`body`),_status)
 }
     }
     )
