@@ -81,12 +81,24 @@ impl Line<'_> {
     }
 }
 
+/// Where the first `{}` of `s` starts.
+fn placeholder(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < s.len() {
+        if s[i] == b'{' && s[i + 1] == b'}' {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Formats one line (with its newline) into `out`; returns its length.
 pub fn format_line(fmt: &str, args: &[Arg<'_>], out: &mut [u8; LINE]) -> usize {
     let mut line = Line { buf: out, len: 0 };
     let mut args = args.iter();
     let mut rest = fmt.as_bytes();
-    while let Some(at) = rest.windows(2).position(|w| w == b"{}") {
+    while let Some(at) = placeholder(rest) {
         line.push(&rest[..at]);
         rest = &rest[at + 2..];
         match args.next() {
@@ -108,23 +120,28 @@ pub fn format_line(fmt: &str, args: &[Arg<'_>], out: &mut [u8; LINE]) -> usize {
     line.len
 }
 
-/// Writes one line to the semihosting console (the host's stdout).
+/// Writes one line to the semihosting console (the host's stdout: `:tt`
+/// opened for writing, as `hprintln!` does), in one `SYS_WRITE`.
 #[cfg(target_arch = "arm")]
 pub fn print(fmt: &str, args: &[Arg<'_>]) {
-    use core::cell::Cell;
-    use cortex_m::interrupt::{self, Mutex};
-    use cortex_m_semihosting::hio::{self, HostStream};
-    static STDOUT: Mutex<Cell<Option<HostStream>>> = Mutex::new(Cell::new(None));
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use cortex_m_semihosting::{nr, syscall};
+    /// The console's file handle plus one; 0 before the first line.
+    static STDOUT: AtomicUsize = AtomicUsize::new(0);
     let mut buf = [0u8; LINE];
     let n = format_line(fmt, args, &mut buf);
-    interrupt::free(|cs| {
-        let cell = STDOUT.borrow(cs);
-        let stream = cell.get().or_else(|| hio::hstdout().ok());
-        cell.set(stream);
-        if let Some(mut s) = stream {
-            let _ = s.write_all(&buf[..n]);
-        }
-    });
+    let mut fd = STDOUT.load(Ordering::Relaxed);
+    if fd == 0 {
+        // SAFETY: SYS_OPEN of a NUL-terminated name in flash (length
+        // without the NUL); the host only reads it.
+        fd = unsafe { syscall!(OPEN, c":tt".as_ptr(), nr::open::W_TRUNC, 3) }.wrapping_add(1);
+        STDOUT.store(fd, Ordering::Relaxed);
+    }
+    if fd != 0 {
+        // SAFETY: SYS_WRITE of `n` initialised bytes of `buf`; the host only
+        // reads them. A short write drops the rest of the line.
+        unsafe { syscall!(WRITE, fd - 1, buf.as_ptr(), n) };
+    }
 }
 
 #[cfg(test)]
