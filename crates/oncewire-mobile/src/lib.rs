@@ -482,8 +482,6 @@ struct State {
     server_key: PublicKey,
     device: DeviceId,
     prover: Prover<ForeignSigner>,
-    /// The enrollment challenge being answered.
-    enrollment: Option<Vec<u8>>,
     /// Message 1 sent, message 2 awaited.
     handshake: Option<ClientAwaitResponse>,
     /// Message 3 sent, its 204 awaited.
@@ -593,7 +591,6 @@ impl Client {
                 server_key,
                 device,
                 prover: Prover::new(ForeignSigner(signer)),
-                enrollment: None,
                 handshake: None,
                 finishing: None,
                 session: None,
@@ -608,11 +605,12 @@ impl Client {
     // --- enrollment (SPEC §8.3, §16.3) ---
 
     /// Step 1 of enrollment: ask for a challenge.
+    ///
+    /// # Errors
+    /// [`OncewireError::Misuse`] only if an earlier call panicked inside
+    /// the client (its lock is poisoned).
     pub fn enroll_challenge(&self) -> Result<HttpRequest, OncewireError> {
-        self.with(|s| {
-            s.enrollment = None;
-            Ok(s.post("/oncewire/v1/enroll/challenge", None, Vec::new()))
-        })
+        self.with(|s| Ok(s.post("/oncewire/v1/enroll/challenge", None, Vec::new())))
     }
 
     /// Step 2: the signer answers the challenge (naming the pinned server
@@ -632,7 +630,6 @@ impl Client {
             let n = answer.to_bytes(&mut buf)?;
             let mut body = challenge;
             body.extend_from_slice(buf.get(..n).ok_or(Error::Encode)?);
-            s.enrollment = Some(Vec::new());
             Ok(s.post("/oncewire/v1/enroll", None, body))
         })
     }
@@ -643,10 +640,7 @@ impl Client {
     /// [`OncewireError::Refused`] (`drop` for a device id enrolled with
     /// another key).
     pub fn enroll_finish(&self, response: HttpResponse) -> Result<(), OncewireError> {
-        self.with(|s| {
-            s.enrollment = None;
-            response.checked().map(|_| ())
-        })
+        response.checked().map(|_| ())
     }
 
     // --- the handshake (SPEC §7, §16.3) ---
@@ -717,6 +711,10 @@ impl Client {
     }
 
     /// The session's state (expiry on the server's clock, key update due).
+    ///
+    /// # Errors
+    /// [`OncewireError::Misuse`] only if an earlier call panicked inside
+    /// the client (its lock is poisoned).
     pub fn session_status(&self) -> Result<SessionStatus, OncewireError> {
         self.with(|s| {
             let clock = s.clock;
@@ -741,11 +739,19 @@ impl Client {
     }
 
     /// The session id (16 hex digits), if connected.
+    ///
+    /// # Errors
+    /// [`OncewireError::Misuse`] only if an earlier call panicked inside
+    /// the client (its lock is poisoned).
     pub fn session_id(&self) -> Result<Option<String>, OncewireError> {
         self.with(|s| Ok(s.session.as_ref().map(|(_, id)| hex(id))))
     }
 
     /// Forgets the session (logout, or to force a new handshake).
+    ///
+    /// # Errors
+    /// [`OncewireError::Misuse`] only if an earlier call panicked inside
+    /// the client (its lock is poisoned).
     pub fn end_session(&self) -> Result<(), OncewireError> {
         self.with(|s| {
             s.session = None;
@@ -783,6 +789,10 @@ impl Client {
     // --- challenges and tokens (SPEC §12, §13, §16.4.1) ---
 
     /// Asks for a fresh request challenge.
+    ///
+    /// # Errors
+    /// [`OncewireError::Misuse`] only if an earlier call panicked inside
+    /// the client (its lock is poisoned).
     pub fn challenge_request(&self) -> Result<HttpRequest, OncewireError> {
         self.with(|s| Ok(s.post("/oncewire/v1/challenge", None, Vec::new())))
     }
@@ -823,6 +833,10 @@ impl Client {
 
     /// The token held, to persist it (it is bound to the device key: useless
     /// without the signer).
+    ///
+    /// # Errors
+    /// [`OncewireError::Misuse`] only if an earlier call panicked inside
+    /// the client (its lock is poisoned).
     pub fn token(&self) -> Result<Option<Vec<u8>>, OncewireError> {
         self.with(|s| Ok(s.token.as_ref().map(|t| t.to_vec())))
     }
