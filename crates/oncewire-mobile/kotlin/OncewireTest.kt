@@ -58,7 +58,9 @@ fun derToRawLowS(der: ByteArray): ByteArray {
     return fixed32(r) + fixed32(s)
 }
 
-class JavaSigner(private val raw: Boolean, var fail: Boolean = false) : DeviceSigner {
+/** raw: convert to r || s here; highS: then put S in the upper half (Rust must normalise it);
+ *  garbage: return bytes that are not a signature. */
+class JavaSigner(private val raw: Boolean, var fail: Boolean = false, private val highS: Boolean = false, private val garbage: Boolean = false) : DeviceSigner {
     private val pair = KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair()
     var signatures = 0
         private set
@@ -76,7 +78,14 @@ class JavaSigner(private val raw: Boolean, var fail: Boolean = false) : DeviceSi
         s.update(digest)
         val der = s.sign()
         signatures++
-        return if (raw) Signature.Raw(derToRawLowS(der)) else Signature.Der(der)
+        if (garbage) return Signature.Der(der.copyOf(der.size - 1))
+        if (!raw) return Signature.Der(der)
+        val rs = derToRawLowS(der)
+        if (highS) {
+            val s = P256_N - BigInteger(1, rs.copyOfRange(32, 64))
+            return Signature.Raw(rs.copyOfRange(0, 32) + fixed32(s))
+        }
+        return Signature.Raw(rs)
     }
 }
 
@@ -267,6 +276,15 @@ fun main(args: Array<String>) {
     expectThrows<OncewireException.Signer>("the signer fails (user cancelled)", { it.nextAction == NextAction.RETRY_LATER }) {
         Client(key, "cancel-kt".toByteArray(), cancelled).enrollOver(http)
     }
+    expectThrows<OncewireException.Signer>("the signer returns a truncated DER signature", { it.nextAction == NextAction.RETRY_LATER }) {
+        Client(key, "garbage-kt".toByteArray(), JavaSigner(raw = false, garbage = true)).enrollOver(http)
+    }
+    val highKey = JavaSigner(raw = true, highS = true)
+    val high = Client(key, "highs-kt".toByteArray(), highKey)
+    high.enrollOver(http)
+    high.connectOver(http)
+    val highReply = high.call(http, "/v1/notes", "high S")
+    check("raw high-S signatures normalised in Rust", highReply.text() == "noted for highs-kt: high S", "${highKey.signatures} signatures, \"${highReply.text()}\"")
     expectThrows<OncewireException.Misuse>("a seal before any handshake", { it.nextAction == NextAction.REHANDSHAKE }) {
         Client(key, "phone-kt".toByteArray(), phoneKey).seal("/v1/notes", ByteArray(0))
     }
