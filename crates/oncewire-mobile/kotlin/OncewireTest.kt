@@ -273,10 +273,10 @@ fun main(args: Array<String>) {
         Client(byteArrayOf(0x04) + fixed32(w.affineX) + fixed32(w.affineY), "phone-kt".toByteArray(), phoneKey).connectOver(http)
     }
     val cancelled = JavaSigner(raw = false, fail = true)
-    expectThrows<OncewireException.Signer>("the signer fails (user cancelled)", { it.nextAction == NextAction.RETRY_LATER }) {
+    expectThrows<OncewireException.Signer>("the signer fails (user cancelled)", { it.nextAction == NextAction.RETRY_LATER && it.reason.contains("user cancelled") }) {
         Client(key, "cancel-kt".toByteArray(), cancelled).enrollOver(http)
     }
-    expectThrows<OncewireException.Signer>("the signer returns a truncated DER signature", { it.nextAction == NextAction.RETRY_LATER }) {
+    expectThrows<OncewireException.Signer>("the signer returns a truncated DER signature", { it.nextAction == NextAction.RETRY_LATER && it.reason.contains("DER") }) {
         Client(key, "garbage-kt".toByteArray(), JavaSigner(raw = false, garbage = true)).enrollOver(http)
     }
     val highKey = JavaSigner(raw = true, highS = true)

@@ -272,19 +272,57 @@ pub trait DeviceSigner: Send + Sync {
     fn sign_digest(&self, digest: Vec<u8>) -> Result<Signature, SignerError>;
 }
 
-/// The core's signer over the app's.
-struct ForeignSigner(Arc<dyn DeviceSigner>);
+/// The core's signer over the app's. The core's `Error::Signer` has no
+/// payload: the app's reason is kept here and put back into
+/// [`OncewireError::Signer`].
+struct ForeignSigner {
+    app: Arc<dyn DeviceSigner>,
+    /// Why the last call failed, if it did (the app's text, or ours).
+    last_failure: std::sync::Mutex<Option<String>>,
+}
+
+impl ForeignSigner {
+    fn failed(&self, reason: String) -> Error {
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = Some(reason);
+        }
+        Error::Signer
+    }
+
+    /// The reason of the last failure, taken.
+    fn take_failure(&self) -> Option<String> {
+        self.last_failure.lock().ok().and_then(|mut l| l.take())
+    }
+}
 
 impl oncewire::DeviceSigner for ForeignSigner {
     fn public_key(&self) -> oncewire::Result<PublicKey> {
-        let bytes = self.0.public_key().map_err(|_| Error::Signer)?;
-        PublicKey::from_sec1_uncompressed(&bytes).map_err(|_| Error::Signer)
+        let bytes = self.app.public_key().map_err(|e| self.failed(e.to_string()))?;
+        PublicKey::from_sec1_uncompressed(&bytes)
+            .map_err(|_| self.failed("public key: not 65 bytes of a SEC1 uncompressed P-256 point".to_owned()))
     }
 
     fn sign_digest(&mut self, digest: &[u8; 32]) -> oncewire::Result<DeviceSignature> {
-        match self.0.sign_digest(digest.to_vec()).map_err(|_| Error::Signer)? {
+        let sig = match self.app.sign_digest(digest.to_vec()).map_err(|e| self.failed(e.to_string()))? {
             Signature::Der { bytes } => DeviceSignature::from_der(&bytes),
             Signature::Raw { bytes } => DeviceSignature::from_raw(&bytes),
+        };
+        let sig = sig.map_err(|_| self.failed("signature: neither 64 raw bytes nor at most 72 of DER".to_owned()))?;
+        // Checked here (the core converts again) to name the failure.
+        sig.to_raw_low_s().map_err(|_| self.failed("signature: not strict DER or not a valid r, s".to_owned()))?;
+        Ok(sig)
+    }
+}
+
+impl State {
+    /// A core error of a step that used the signer, with the signer's reason.
+    fn signer_error(&mut self, e: Error) -> OncewireError {
+        let reason = self.prover.signer().take_failure();
+        match (e, reason) {
+            (Error::Signer, Some(reason)) => {
+                OncewireError::Signer { reason, next_action: NextAction::RetryLater }
+            }
+            (e, _) => e.into(),
         }
     }
 }
@@ -590,7 +628,7 @@ impl Client {
             state: Mutex::new(State {
                 server_key,
                 device,
-                prover: Prover::new(ForeignSigner(signer)),
+                prover: Prover::new(ForeignSigner { app: signer, last_failure: std::sync::Mutex::new(None) }),
                 handshake: None,
                 finishing: None,
                 session: None,
@@ -625,7 +663,11 @@ impl Client {
                 return Err(Error::Malformed.into());
             }
             let server_key = s.server_key;
-            let answer = s.prover.answer_enrollment(&server_key, &challenge, s.device)?;
+            let device = s.device;
+            let answer = match s.prover.answer_enrollment(&server_key, &challenge, device) {
+                Ok(a) => a,
+                Err(e) => return Err(s.signer_error(e)),
+            };
             let mut buf = [0u8; MAX_ENROLLMENT_REQUEST_LEN];
             let n = answer.to_bytes(&mut buf)?;
             let mut body = challenge;
@@ -684,8 +726,12 @@ impl Client {
             let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
             let clock = s.clock;
             let device = s.device;
-            let (session, n3): (Session, usize) =
-                hs.finish(&clock, &response.body, device, s.prover.signer(), Limits::DEFAULT, &mut m3)?;
+            let finished: Result<(Session, usize), Error> =
+                hs.finish(&clock, &response.body, device, s.prover.signer(), Limits::DEFAULT, &mut m3);
+            let (session, n3) = match finished {
+                Ok(f) => f,
+                Err(e) => return Err(s.signer_error(e)),
+            };
             if session.session_id() != &id {
                 return Err(Error::UnknownSession.into());
             }
@@ -888,7 +934,16 @@ impl Client {
                 let (session, _) = s.session()?;
                 session.server_clock(SystemClock)
             };
-            let bound = s.prover.bound_request(&mut OsRng, &clock, &request, challenge.as_ref(), token.as_deref().map(|t| t.as_slice()))?;
+            let bound = match s.prover.bound_request(
+                &mut OsRng,
+                &clock,
+                &request,
+                challenge.as_ref(),
+                token.as_deref().map(|t| t.as_slice()),
+            ) {
+                Ok(b) => b,
+                Err(e) => return Err(s.signer_error(e)),
+            };
             let mut b = [0u8; MAX_BOUND_LEN];
             let n = bound.to_bytes(&mut b)?;
             let token = token.as_deref().map(|t| t.as_slice()).unwrap_or_default();

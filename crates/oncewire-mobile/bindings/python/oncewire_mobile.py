@@ -532,13 +532,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_accept_token() != 54684:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_oncewire_mobile_checksum_method_client_challenge_request() != 46855:
+    if lib.uniffi_oncewire_mobile_checksum_method_client_challenge_request() != 57136:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_oncewire_mobile_checksum_method_client_end_session() != 33261:
+    if lib.uniffi_oncewire_mobile_checksum_method_client_end_session() != 48497:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_enroll() != 255:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_oncewire_mobile_checksum_method_client_enroll_challenge() != 5741:
+    if lib.uniffi_oncewire_mobile_checksum_method_client_enroll_challenge() != 62159:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_enroll_finish() != 30748:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -566,13 +566,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_seal_one_shot() != 6712:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_oncewire_mobile_checksum_method_client_session_id() != 31230:
+    if lib.uniffi_oncewire_mobile_checksum_method_client_session_id() != 19753:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_oncewire_mobile_checksum_method_client_session_status() != 20385:
+    if lib.uniffi_oncewire_mobile_checksum_method_client_session_status() != 65277:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_set_token() != 14072:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_oncewire_mobile_checksum_method_client_token() != 9262:
+    if lib.uniffi_oncewire_mobile_checksum_method_client_token() != 52026:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_oncewire_mobile_checksum_method_client_token_request() != 51818:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -1923,11 +1923,19 @@ class ClientProtocol(typing.Protocol):
     def challenge_request(self, ) -> HttpRequest:
         """
         Asks for a fresh request challenge.
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         raise NotImplementedError
     def end_session(self, ) -> None:
         """
         Forgets the session (logout, or to force a new handshake).
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         raise NotImplementedError
     def enroll(self, challenge: HttpResponse) -> HttpRequest:
@@ -1942,6 +1950,10 @@ class ClientProtocol(typing.Protocol):
     def enroll_challenge(self, ) -> HttpRequest:
         """
         Step 1 of enrollment: ask for a challenge.
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         raise NotImplementedError
     def enroll_finish(self, response: HttpResponse) -> None:
@@ -2079,11 +2091,19 @@ class ClientProtocol(typing.Protocol):
     def session_id(self, ) -> typing.Optional[str]:
         """
         The session id (16 hex digits), if connected.
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         raise NotImplementedError
     def session_status(self, ) -> SessionStatus:
         """
         The session's state (expiry on the server's clock, key update due).
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         raise NotImplementedError
     def set_token(self, token: bytes) -> None:
@@ -2098,6 +2118,10 @@ class ClientProtocol(typing.Protocol):
         """
         The token held, to persist it (it is bound to the device key: useless
         without the signer).
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         raise NotImplementedError
     def token_request(self, ) -> SealedCall:
@@ -2213,6 +2237,10 @@ class Client(ClientProtocol):
     def challenge_request(self, ) -> HttpRequest:
         """
         Asks for a fresh request challenge.
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -2228,6 +2256,10 @@ class Client(ClientProtocol):
     def end_session(self, ) -> None:
         """
         Forgets the session (logout, or to force a new handshake).
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -2265,6 +2297,10 @@ class Client(ClientProtocol):
     def enroll_challenge(self, ) -> HttpRequest:
         """
         Step 1 of enrollment: ask for a challenge.
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -2593,6 +2629,10 @@ class Client(ClientProtocol):
     def session_id(self, ) -> typing.Optional[str]:
         """
         The session id (16 hex digits), if connected.
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -2608,6 +2648,10 @@ class Client(ClientProtocol):
     def session_status(self, ) -> SessionStatus:
         """
         The session's state (expiry on the server's clock, key update due).
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -2645,6 +2689,10 @@ class Client(ClientProtocol):
         """
         The token held, to persist it (it is bound to the device key: useless
         without the signer).
+
+        # Errors
+        [`OncewireError::Misuse`] only if an earlier call panicked inside
+        the client (its lock is poisoned).
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),

@@ -646,11 +646,19 @@ public protocol ClientProtocol: AnyObject, Sendable {
     
     /**
      * Asks for a fresh request challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     func challengeRequest() throws  -> HttpRequest
     
     /**
      * Forgets the session (logout, or to force a new handshake).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     func endSession() throws 
     
@@ -665,6 +673,10 @@ public protocol ClientProtocol: AnyObject, Sendable {
     
     /**
      * Step 1 of enrollment: ask for a challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     func enrollChallenge() throws  -> HttpRequest
     
@@ -802,11 +814,19 @@ public protocol ClientProtocol: AnyObject, Sendable {
     
     /**
      * The session id (16 hex digits), if connected.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     func sessionId() throws  -> String?
     
     /**
      * The session's state (expiry on the server's clock, key update due).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     func sessionStatus() throws  -> SessionStatus
     
@@ -821,6 +841,10 @@ public protocol ClientProtocol: AnyObject, Sendable {
     /**
      * The token held, to persist it (it is bound to the device key: useless
      * without the signer).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     func token() throws  -> Data?
     
@@ -943,6 +967,10 @@ open func acceptToken(requestId: RequestId, response: HttpResponse)throws   {try
     
     /**
      * Asks for a fresh request challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
 open func challengeRequest()throws  -> HttpRequest  {
     return try  FfiConverterTypeHttpRequest_lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
@@ -955,6 +983,10 @@ open func challengeRequest()throws  -> HttpRequest  {
     
     /**
      * Forgets the session (logout, or to force a new handshake).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
 open func endSession()throws   {try rustCallWithError(FfiConverterTypeOncewireError_lift) {
         uniffiCallStatus in
@@ -983,6 +1015,10 @@ open func enroll(challenge: HttpResponse)throws  -> HttpRequest  {
     
     /**
      * Step 1 of enrollment: ask for a challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
 open func enrollChallenge()throws  -> HttpRequest  {
     return try  FfiConverterTypeHttpRequest_lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
@@ -1232,6 +1268,10 @@ open func sealOneShot(path: String, body: Data)throws  -> HttpRequest  {
     
     /**
      * The session id (16 hex digits), if connected.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
 open func sessionId()throws  -> String?  {
     return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
@@ -1244,6 +1284,10 @@ open func sessionId()throws  -> String?  {
     
     /**
      * The session's state (expiry on the server's clock, key update due).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
 open func sessionStatus()throws  -> SessionStatus  {
     return try  FfiConverterTypeSessionStatus_lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
@@ -1272,6 +1316,10 @@ open func setToken(token: Data)throws   {try rustCallWithError(FfiConverterTypeO
     /**
      * The token held, to persist it (it is bound to the device key: useless
      * without the signer).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
 open func token()throws  -> Data?  {
     return try  FfiConverterOptionData.lift(try rustCallWithError(FfiConverterTypeOncewireError_lift) {
@@ -2779,16 +2827,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncewire_mobile_checksum_method_client_accept_token() != 54684) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncewire_mobile_checksum_method_client_challenge_request() != 46855) {
+    if (uniffi_oncewire_mobile_checksum_method_client_challenge_request() != 57136) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncewire_mobile_checksum_method_client_end_session() != 33261) {
+    if (uniffi_oncewire_mobile_checksum_method_client_end_session() != 48497) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncewire_mobile_checksum_method_client_enroll() != 255) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncewire_mobile_checksum_method_client_enroll_challenge() != 5741) {
+    if (uniffi_oncewire_mobile_checksum_method_client_enroll_challenge() != 62159) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncewire_mobile_checksum_method_client_enroll_finish() != 30748) {
@@ -2830,16 +2878,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncewire_mobile_checksum_method_client_seal_one_shot() != 6712) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncewire_mobile_checksum_method_client_session_id() != 31230) {
+    if (uniffi_oncewire_mobile_checksum_method_client_session_id() != 19753) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncewire_mobile_checksum_method_client_session_status() != 20385) {
+    if (uniffi_oncewire_mobile_checksum_method_client_session_status() != 65277) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncewire_mobile_checksum_method_client_set_token() != 14072) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncewire_mobile_checksum_method_client_token() != 9262) {
+    if (uniffi_oncewire_mobile_checksum_method_client_token() != 52026) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncewire_mobile_checksum_method_client_token_request() != 51818) {

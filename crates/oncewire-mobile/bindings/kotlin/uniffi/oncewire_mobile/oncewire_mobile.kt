@@ -981,16 +981,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_accept_token() and 0xFFFF) != 54684) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncewire_mobile_checksum_method_client_challenge_request() and 0xFFFF) != 46855) {
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_challenge_request() and 0xFFFF) != 57136) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncewire_mobile_checksum_method_client_end_session() and 0xFFFF) != 33261) {
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_end_session() and 0xFFFF) != 48497) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_enroll() and 0xFFFF) != 255) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncewire_mobile_checksum_method_client_enroll_challenge() and 0xFFFF) != 5741) {
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_enroll_challenge() and 0xFFFF) != 62159) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_enroll_finish() and 0xFFFF) != 30748) {
@@ -1032,16 +1032,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_seal_one_shot() and 0xFFFF) != 6712) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncewire_mobile_checksum_method_client_session_id() and 0xFFFF) != 31230) {
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_session_id() and 0xFFFF) != 19753) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncewire_mobile_checksum_method_client_session_status() and 0xFFFF) != 20385) {
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_session_status() and 0xFFFF) != 65277) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_set_token() and 0xFFFF) != 14072) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncewire_mobile_checksum_method_client_token() and 0xFFFF) != 9262) {
+    if ((lib.uniffi_oncewire_mobile_checksum_method_client_token() and 0xFFFF) != 52026) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncewire_mobile_checksum_method_client_token_request() and 0xFFFF) != 51818) {
@@ -1558,11 +1558,19 @@ public interface ClientInterface {
     
     /**
      * Asks for a fresh request challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     fun `challengeRequest`(): HttpRequest
     
     /**
      * Forgets the session (logout, or to force a new handshake).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     fun `endSession`()
     
@@ -1577,6 +1585,10 @@ public interface ClientInterface {
     
     /**
      * Step 1 of enrollment: ask for a challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     fun `enrollChallenge`(): HttpRequest
     
@@ -1714,11 +1726,19 @@ public interface ClientInterface {
     
     /**
      * The session id (16 hex digits), if connected.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     fun `sessionId`(): kotlin.String?
     
     /**
      * The session's state (expiry on the server's clock, key update due).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     fun `sessionStatus`(): SessionStatus
     
@@ -1733,6 +1753,10 @@ public interface ClientInterface {
     /**
      * The token held, to persist it (it is bound to the device key: useless
      * without the signer).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     fun `token`(): kotlin.ByteArray?
     
@@ -1916,6 +1940,10 @@ open class Client: Disposable, AutoCloseable, ClientInterface
     
     /**
      * Asks for a fresh request challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     @Throws(OncewireException::class)override fun `challengeRequest`(): HttpRequest {
             return FfiConverterTypeHttpRequest.lift(
@@ -1933,6 +1961,10 @@ open class Client: Disposable, AutoCloseable, ClientInterface
     
     /**
      * Forgets the session (logout, or to force a new handshake).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     @Throws(OncewireException::class)override fun `endSession`()
         = 
@@ -1971,6 +2003,10 @@ open class Client: Disposable, AutoCloseable, ClientInterface
     
     /**
      * Step 1 of enrollment: ask for a challenge.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     @Throws(OncewireException::class)override fun `enrollChallenge`(): HttpRequest {
             return FfiConverterTypeHttpRequest.lift(
@@ -2290,6 +2326,10 @@ open class Client: Disposable, AutoCloseable, ClientInterface
     
     /**
      * The session id (16 hex digits), if connected.
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     @Throws(OncewireException::class)override fun `sessionId`(): kotlin.String? {
             return FfiConverterOptionalString.lift(
@@ -2307,6 +2347,10 @@ open class Client: Disposable, AutoCloseable, ClientInterface
     
     /**
      * The session's state (expiry on the server's clock, key update due).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     @Throws(OncewireException::class)override fun `sessionStatus`(): SessionStatus {
             return FfiConverterTypeSessionStatus.lift(
@@ -2345,6 +2389,10 @@ open class Client: Disposable, AutoCloseable, ClientInterface
     /**
      * The token held, to persist it (it is bound to the device key: useless
      * without the signer).
+     *
+     * # Errors
+     * [`OncewireError::Misuse`] only if an earlier call panicked inside
+     * the client (its lock is poisoned).
      */
     @Throws(OncewireException::class)override fun `token`(): kotlin.ByteArray? {
             return FfiConverterOptionalByteArray.lift(
