@@ -2,7 +2,7 @@
 //! same functions UniFFI exports), against an in-process
 //! `oncewire_http::server::Backend` over loopback HTTP/1.1: `cargo test`
 //! checks the bytes without a JVM.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::arithmetic_side_effects)]
 
 use axum::Router;
 use axum::routing::post;
