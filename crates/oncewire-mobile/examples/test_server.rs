@@ -17,10 +17,10 @@
 //! key the app pins), one line each, then serves until killed.
 use axum::Router;
 use axum::routing::post;
+use oncewire::Limits;
 use oncewire::rng::OsRng;
 use oncewire_http::provider::ServerKey;
-use oncewire::Limits;
-use oncewire_http::server::{Backend, Config, ChallengeBound, CheckedToken, Need, OneShot, Opened, VerifiedDevice};
+use oncewire_http::server::{Backend, ChallengeBound, CheckedToken, Config, Need, OneShot, Opened, VerifiedDevice};
 use std::io::Write as _;
 
 fn lossy(b: &[u8]) -> String {

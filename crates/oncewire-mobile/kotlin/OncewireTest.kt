@@ -222,7 +222,7 @@ fun main(args: Array<String>) {
     expectThrows<OncewireException.Refused>("a one-shot for /v1/beacon sent to /v1/unlock", { it.status == 400.toUShort() && it.nextAction == NextAction.DROP }) {
         phone.oneShotFinish(http.send(moved.copy(path = "/v1/unlock")))
     }
-    expectThrows<OncewireException.Refused>("replay the frame of step 2", { it.status == 400.toUShort() && it.nextAction == NextAction.DROP }) {
+    expectThrows<OncewireException.Refused>("replay the frame of step 2", { it.status == 400.toUShort() && it.nextAction == NextAction.DROP && nextActionOf(it) == NextAction.DROP }) {
         phone.openReply(first.requestId, http.send(first.request))
     }
     val sc = phone.seal("/v1/notes", "tamper with my reply".toByteArray())

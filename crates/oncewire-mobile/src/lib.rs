@@ -50,8 +50,8 @@ use oncewire::clock::SystemClock;
 use oncewire::device::{DeviceSignature, MAX_ENROLLMENT_REQUEST_LEN};
 use oncewire::handshake::MAX_HANDSHAKE_LEN;
 use oncewire::prover::Prover;
-use oncewire::rng::OsRng;
 use oncewire::request::{PAYLOAD_OFFSET, REQUEST_OVERHEAD};
+use oncewire::rng::OsRng;
 use oncewire::token::MAX_TOKEN_LEN;
 use oncewire::wire::buffer_len;
 use oncewire::{Clock, DeviceId, Error, Limits, PeerAction, PublicKey};
@@ -319,9 +319,7 @@ impl State {
     fn signer_error(&mut self, e: Error) -> OncewireError {
         let reason = self.prover.signer().take_failure();
         match (e, reason) {
-            (Error::Signer, Some(reason)) => {
-                OncewireError::Signer { reason, next_action: NextAction::RetryLater }
-            }
+            (Error::Signer, Some(reason)) => OncewireError::Signer { reason, next_action: NextAction::RetryLater },
             (e, _) => e.into(),
         }
     }
@@ -557,7 +555,9 @@ impl State {
     }
 
     fn session(&mut self) -> Result<&mut (Session, SessionId), OncewireError> {
-        self.session.as_mut().ok_or_else(|| OncewireError::misuse("no session: run the handshake", NextAction::Rehandshake))
+        self.session
+            .as_mut()
+            .ok_or_else(|| OncewireError::misuse("no session: run the handshake", NextAction::Rehandshake))
     }
 
     fn seal(&mut self, path: &str, body: &[u8]) -> Result<SealedCall, OncewireError> {
@@ -619,7 +619,11 @@ impl Client {
     /// [`OncewireError::Misuse`] if the key is not a P-256 point or the id
     /// is empty or too long.
     #[uniffi::constructor]
-    pub fn new(server_key: Vec<u8>, device_id: Vec<u8>, signer: Arc<dyn DeviceSigner>) -> Result<Arc<Self>, OncewireError> {
+    pub fn new(
+        server_key: Vec<u8>,
+        device_id: Vec<u8>,
+        signer: Arc<dyn DeviceSigner>,
+    ) -> Result<Arc<Self>, OncewireError> {
         let server_key = PublicKey::from_sec1_uncompressed(&server_key)
             .map_err(|_| OncewireError::misuse("server key: not a P-256 SEC1 uncompressed point", NextAction::Drop))?;
         let device = DeviceId::new(&device_id)
@@ -1077,7 +1081,10 @@ mod tests {
             use oncewire::DeviceSigner as _;
             let d: [u8; 32] = digest.try_into().map_err(|_| SignerError::Failed { reason: "len".into() })?;
             let mut s = self.0.lock().map_err(|_| SignerError::Failed { reason: "lock".into() })?;
-            let sig = s.sign_digest(&d).and_then(|s| s.to_raw_low_s()).map_err(|e| SignerError::Failed { reason: e.to_string() })?;
+            let sig = s
+                .sign_digest(&d)
+                .and_then(|s| s.to_raw_low_s())
+                .map_err(|e| SignerError::Failed { reason: e.to_string() })?;
             Ok(Signature::Raw { bytes: sig.to_vec() })
         }
     }
@@ -1093,8 +1100,17 @@ mod tests {
         let signer = Arc::new(Soft(Mutex::new(oncewire::device::SoftwareSigner::generate(&mut OsRng).unwrap())));
         assert!(matches!(Client::new(vec![4; 3], b"d".to_vec(), signer.clone()), Err(OncewireError::Misuse { .. })));
         let c = client();
-        assert!(matches!(c.seal("/x".into(), vec![1]), Err(OncewireError::Misuse { next_action: NextAction::Rehandshake, .. })));
-        let junk = HttpResponse { status: 200, content_type: Some(CONTENT_TYPE.into()), session: Some("zz".into()), next_action: None, body: vec![0xff; 7] };
+        assert!(matches!(
+            c.seal("/x".into(), vec![1]),
+            Err(OncewireError::Misuse { next_action: NextAction::Rehandshake, .. })
+        ));
+        let junk = HttpResponse {
+            status: 200,
+            content_type: Some(CONTENT_TYPE.into()),
+            session: Some("zz".into()),
+            next_action: None,
+            body: vec![0xff; 7],
+        };
         assert!(c.handshake_finish(junk.clone()).is_err());
         c.handshake_start().unwrap();
         assert!(c.handshake_finish(junk.clone()).is_err());
@@ -1102,8 +1118,17 @@ mod tests {
         assert!(c.open_challenge(junk.clone()).is_err());
         assert!(c.seal_bound("/x".into(), vec![], Some(vec![1, 2]), false).is_err());
         assert!(c.set_token(vec![0; 513]).is_err());
-        let refused = HttpResponse { status: 401, content_type: None, session: None, next_action: Some("refresh-token".into()), body: vec![] };
-        assert_eq!(c.enroll(refused).unwrap_err(), OncewireError::Refused { status: 401, next_action: NextAction::RefreshToken });
+        let refused = HttpResponse {
+            status: 401,
+            content_type: None,
+            session: None,
+            next_action: Some("refresh-token".into()),
+            body: vec![],
+        };
+        assert_eq!(
+            c.enroll(refused).unwrap_err(),
+            OncewireError::Refused { status: 401, next_action: NextAction::RefreshToken }
+        );
         assert!(der_to_raw_low_s(vec![0x30, 0x00]).is_err());
         assert!(der_to_raw_low_s(vec![0u8; 200]).is_err());
     }

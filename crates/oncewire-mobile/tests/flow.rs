@@ -2,7 +2,13 @@
 //! same functions UniFFI exports), against an in-process
 //! `oncewire_http::server::Backend` over loopback HTTP/1.1: `cargo test`
 //! checks the bytes without a JVM.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::arithmetic_side_effects)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
 
 use axum::Router;
 use axum::routing::post;
@@ -65,7 +71,11 @@ fn serve() -> (std::net::SocketAddr, Vec<u8>) {
 /// A minimal HTTP/1.1 POST (one connection per request), as an app's stack would send it.
 fn send(addr: std::net::SocketAddr, req: &HttpRequest) -> HttpResponse {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let mut head = format!("POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", req.path, req.body.len());
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        req.path,
+        req.body.len()
+    );
     for h in &req.headers {
         head.push_str(&format!("{}: {}\r\n", h.name, h.value));
     }
