@@ -16,6 +16,8 @@ pub mod i2c;
 #[cfg(target_arch = "arm")]
 mod board;
 #[cfg(target_arch = "arm")]
+pub mod cm4;
+#[cfg(target_arch = "arm")]
 pub use board::*;
 
 use oncewire::RustCrypto;

@@ -17,7 +17,8 @@ use oncewire::provider::PublicKey;
 use oncewire::record::PersistentSender;
 use oncewire::session::{Limits, Session};
 use oncewire::wire::buffer_len;
-use oncewire::{Error, RustCrypto, Secret};
+use oncewire::{Error, Secret};
+use oncewire_companion::cm4::Cm4;
 use oncewire_companion::console::{self, Arg};
 use oncewire_companion::counters::{EepromCounters, Write};
 use oncewire_companion::i2c::SbconI2c;
@@ -145,7 +146,7 @@ fn run() -> Result<(), &'static str> {
     let mut key: Secret<32> = Secret::zero();
     rng.try_fill_bytes(key.expose_mut()).map_err(|_| "rng")?;
     rng.reseed(&boot.to_le_bytes());
-    let mut signer: SoftwareSigner = SoftwareSigner::from_bytes(&key).map_err(|_| "device key")?;
+    let mut signer: SoftwareSigner<Cm4> = SoftwareSigner::from_bytes(&key).map_err(|_| "device key")?;
     let device = DeviceId::new(b"cortex-m4-lock").map_err(|_| "device id")?;
     let mut buf = [0u8; 512];
 
@@ -168,7 +169,9 @@ fn run() -> Result<(), &'static str> {
     // The answer signs the server's key too (it cannot be relayed to another
     // server), and carries the one wire form of a signature: raw, low-S.
     let c0 = ticks();
-    let answer = Prover::new(&mut signer).answer_enrollment(&server_key, &challenge, device).map_err(|_| "sign")?;
+    let answer = Prover::<_, Cm4>::with_provider(&mut signer)
+        .answer_enrollment(&server_key, &challenge, device)
+        .map_err(|_| "sign")?;
     log!("enrollment answer: {} timer ticks (one ECDSA signature)", ticks().wrapping_sub(c0));
     // The challenge goes back with the answer: the server keeps no state.
     let mut out = [0u8; 40 + oncewire::device::MAX_ENROLLMENT_REQUEST_LEN];
@@ -186,14 +189,14 @@ fn run() -> Result<(), &'static str> {
     // out), without the UART round trips between them.
     let c0 = ticks();
     let mut m1 = [0u8; MAX_HANDSHAKE_LEN];
-    let (hs, n1) = ClientHandshake::start(server_key, &mut rng, &clock, &mut m1).map_err(|_| "msg1")?;
+    let (hs, n1) = ClientHandshake::<Cm4>::start(server_key, &mut rng, &clock, &mut m1).map_err(|_| "msg1")?;
     let mut device_ticks = ticks().wrapping_sub(c0);
     send(&mut uart, kind::FRAME, &m1[..n1]).map_err(|_| "uart")?;
     let (_, n2) = recv(&mut uart, &mut buf)?;
     let c1 = ticks();
     let mut m3 = [0u8; MAX_HANDSHAKE_LEN];
     // A 4-word replay window (192 sequence numbers) is plenty for a device.
-    let (mut session, n3): (Session<RustCrypto, 4>, usize) = hs
+    let (mut session, n3): (Session<Cm4, 4>, usize) = hs
         .finish(&clock, &buf[..n2], device, &mut signer, Limits::DEFAULT, &mut m3)
         .map_err(|_| "msg2: server not authenticated")?;
     device_ticks = device_ticks.wrapping_add(ticks().wrapping_sub(c1));
@@ -254,7 +257,7 @@ fn long_lived(
     let iv = Secret::new(LONG_LIVED[32..44].try_into().map_err(|_| "key")?);
     let id = LONG_LIVED[44..].try_into().map_err(|_| "key")?;
     let mut tx =
-        PersistentSender::<_, RustCrypto>::boot(&key, iv, id, store.counter(SEQ), SEQ_BLOCK).map_err(|e| match e {
+        PersistentSender::<_, Cm4>::boot(&key, iv, id, store.counter(SEQ), SEQ_BLOCK).map_err(|e| match e {
             Error::KeyExhausted => "long-lived key exhausted",
             _ => "eeprom: sequence reservation",
         })?;
