@@ -165,13 +165,10 @@ impl CryptoProvider for Cm4 {
             // RustCrypto refuses, and panics on input shorter than 33 bytes:
             // only the uncompressed form goes to it.
             (P256_PUBLIC_LEN, Some(0x04)) => {
-                let (mut x, mut y) = ([0u32; 8], [0u32; 8]);
-                if !p256_cm4::octet_string_to_point(&mut x, &mut y, bytes) {
-                    return Err(Error::InvalidKey);
-                }
-                let mut out = [0u8; P256_PUBLIC_LEN];
-                p256_cm4::point_to_octet_string_uncompressed(&mut out, &x, &y);
-                PublicKey::from_sec1_uncompressed(&out)
+                // Validated as a point; its bytes are already the output form.
+                let public = PublicKey::from_sec1_uncompressed(bytes)?;
+                point(&public)?;
+                Ok(public)
             }
             // `p256-cm4` 0.4.0 decompresses to a y that is not on the curve
             // (the `p256-check` firmware caught it), so compressed input goes

@@ -113,7 +113,7 @@ fn check() -> Result<u32, &'static str> {
     let rfc = publics[2].ok_or("no RFC public key")?;
     c.that(rfc.as_bytes()[1..33] == RFC_UX && rfc.as_bytes()[33..] == RFC_UY, "RFC 6979 public key")?;
 
-    // ECDH: every pair, both ways round, against RustCrypto.
+    // ECDH: every pair of the scalars above, against RustCrypto.
     for (i, a) in scalars.iter().enumerate().skip(1) {
         let a = Secret::new(*a);
         let (ours_a, _) = Cm4::p256_ecdh_secret_from_bytes(&a).map_err(|_| "scalar")?;
