@@ -60,6 +60,12 @@ pub enum StoreError<E> {
     Backwards,
     /// No such counter.
     Index,
+    /// Both slots hold data that is neither a valid slot nor blank. A power
+    /// cut cannot do that (only one slot is written at a time, and never the
+    /// one holding the current state), so the EEPROM failed or was tampered
+    /// with; starting again from zero would reuse sequence numbers and
+    /// nonces under the long-lived key. The device must be re-provisioned.
+    Corrupt,
 }
 
 /// `COUNTERS` persistent counters in an I2C EEPROM with two-byte addresses
@@ -158,6 +164,12 @@ impl<I2C: I2c> EepromCounters<I2C> {
                 None if slot.iter().any(|&b| b != slot[0]) || (slot[0] != 0 && slot[0] != 0xFF) => s.damaged += 1,
                 None => {}
             }
+        }
+        // One torn slot beside a blank one is a first commit cut short
+        // (nothing was committed, so nothing was used); two are not a
+        // power cut, and zero would be a lie.
+        if s.current.is_none() && s.damaged == 2 {
+            return Err(StoreError::Corrupt);
         }
         Ok(s)
     }

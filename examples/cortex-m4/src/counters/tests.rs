@@ -239,7 +239,7 @@ fn many_random_cuts_in_a_row_never_reuse() {
 }
 
 #[test]
-fn blank_zeroed_or_garbage_contents_are_a_first_boot_not_a_panic() {
+fn blank_or_zeroed_is_a_first_boot_and_garbage_in_both_slots_is_corrupt_not_zero() {
     for fill in [0xFF, 0x00] {
         let mut e = Eeprom::new(fill);
         let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
@@ -253,9 +253,28 @@ fn blank_zeroed_or_garbage_contents_are_a_first_boot_not_a_panic() {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
         *b = (x >> 16) as u8;
     }
+    let before = e.mem.clone();
+    // Counters at zero here would reuse every sequence number and nonce.
+    assert!(matches!(EepromCounters::mount(&mut e, ADDR, BASE), Err(StoreError::Corrupt)));
+    assert_eq!(e.mem, before, "a refused mount writes nothing");
+
+    // A valid slot beside a damaged one: the valid one is the state.
+    let mut e = Eeprom::new(0xFF);
+    EepromCounters::mount(&mut e, ADDR, BASE).unwrap().set(0, 7).unwrap();
+    let other = usize::from(BASE + SLOT_STRIDE);
+    for b in &mut e.mem[other..other + SLOT_LEN] {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
+    assert_eq!((s.get(0), s.damaged()), (Ok(7), 1));
+
+    // Only one torn slot beside a blank one: a first commit cut short.
+    let mut e = Eeprom::new(0xFF);
+    e.mem[usize::from(BASE) + 3] = 0x5A;
     let s = EepromCounters::mount(&mut e, ADDR, BASE).unwrap();
     assert!(s.is_blank());
-    assert_eq!(s.damaged(), 2);
+    assert_eq!(s.damaged(), 1);
 }
 
 #[test]
